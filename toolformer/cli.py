@@ -1,0 +1,59 @@
+"""`toolformer` command line. Each stage module registers its own subcommands.
+
+A command function takes the parsed args and returns a dict of figures; with --json the dict is
+printed as one JSON object on the last line of stdout. Human-readable output goes to stderr
+(progress bars) or stdout before it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+# modules that define add_commands(subparsers, command)
+COMMAND_MODULES = (
+    "toolformer.tool_cmd",
+    "toolformer.curate",
+    "toolformer.demo",
+)
+
+
+def command(subparsers, name: str, func, help: str, results: bool = True) -> argparse.ArgumentParser:
+    """Add a subcommand; commands that produce results also get --json."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    if results:
+        parser.add_argument("--json", action="store_true",
+                            help="end by printing the figures as one JSON object on the last line")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toolformer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub, command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        figures = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # expected user errors (bad file:line, unknown tool, missing model): one clear line
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if isinstance(figures, int):  # a command that only reports success or failure
+        return figures
+    if getattr(args, "json", False) and figures is not None:
+        print(json.dumps(figures, ensure_ascii=False, default=str))
+    return int(figures.get("exit_code", 0)) if isinstance(figures, dict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""The LM backend: the only place that touches model internals.
+
+Stages speak token ids and ask three questions (DESIGN.md §6):
+  next_token_logprobs  log p(token | seq[:t]) of a few given tokens at every t of a range
+                       (position scoring: the start marker at each position of x, one pass)
+  token_logprobs       log p(seq[t] | seq[:t]) at chosen t (the filter's weighted losses)
+  sample               batched sampling from many prefixes until a stop string
+
+`HFBackend` implements them with transformers on CPU or GPU. A vLLM backend (prompt logprobs,
+batched sampling with automatic prefix caching) fits the same three methods, so no stage changes.
+
+Speed, not shortcuts: sequences are sorted by length and packed into padded batches under a
+token budget; the LM head (a fifth of a forward pass for a 135M model) runs only at the rows
+whose logits are needed; the KV cache of a scoring pass is kept so that sampling at position i
+reuses the computed prefix P(x) + x_{1:i-1} instead of encoding it again for every sample.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str              # generated text, cut before the stop string
+    stop: str | None       # the stop string that ended it; None: never closed (length cap)
+
+
+class LMBackend:
+    """What the stages may ask of a language model. Token ids in, numpy/text out."""
+
+    start_ids: list[int]   # prepended to every sequence (BOS, or EOS for models without one)
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        raise NotImplementedError
+
+    def decode(self, ids: Sequence[int]) -> str:
+        raise NotImplementedError
+
+    def next_token_logprobs(self, sequences: list[list[int]], first: list[int], token_ids: list[int],
+                            retain_cache: bool = False) -> list[np.ndarray]:
+        """For each sequence s, an array [len(s) + 1 - first[s], len(token_ids)] with
+        log p(token | s[:t]) for t = first[s] .. len(s)."""
+        raise NotImplementedError
+
+    def token_logprobs(self, sequences: list[list[int]], targets: list[list[int]]) -> list[np.ndarray]:
+        """For each sequence s, log p(s[t] | s[:t]) for each t in targets[s] (t ≥ 1)."""
+        raise NotImplementedError
+
+    def sample(self, prefixes: list[list[int]], seeds: list[int], stop: Sequence[str],
+               max_new_tokens: int = 32, temperature: float = 1.0) -> list[Sample]:
+        """One sample per prefix, each with its own seed (reproducible whatever the batch)."""
+        raise NotImplementedError
+
+
+def _length_batches(lengths: Sequence[int], max_tokens: int, max_rows: int = 256) -> list[list[int]]:
+    """Indices grouped into batches, sorted by length, with rows × longest ≤ max_tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) + 1) * lengths[i] > max_tokens or len(current) >= max_rows:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer, each [batch, kv_heads, length, head_dim]."""
+    if hasattr(cache, "layers"):  # transformers >= 4.56
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))
+
+
+class HFBackend(LMBackend):
+    def __init__(self, model, tokenizer, max_batch_tokens: int | None = None,
+                 max_sample_tokens: int | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.device = next(self.model.parameters()).device
+        cpu = self.device.type == "cpu"
+        # token budgets per forward batch: small on CPU (cache-friendly), large on GPU
+        self.max_batch_tokens = max_batch_tokens or (4096 if cpu else 65536)
+        self.max_sample_tokens = max_sample_tokens or (65536 if cpu else 1 << 20)
+        self.body = getattr(self.model, self.model.base_model_prefix)  # decoder without LM head
+        self.head = self.model.get_output_embeddings()
+        tok = self.tokenizer
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self.start_ids = [start]
+        self._retained: list[tuple[np.ndarray, list[tuple[torch.Tensor, torch.Tensor]]]] = []
+
+    @classmethod
+    def from_ref(cls, model_ref: str, device: str | None = None, **kwargs) -> "HFBackend":
+        from .models import load_causal_lm
+        return cls(*load_causal_lm(model_ref, device), **kwargs)
+
+    # ---- text
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def encode_with_offsets(self, text: str):
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    # ---- forward passes
+    def _padded(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):  # right padding: positions 0.. are the defaults
+            ids[r, :len(s)] = torch.tensor(s)
+            mask[r, :len(s)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _head_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """log-softmax of the LM head at the given hidden rows only, in fp32."""
+        return torch.log_softmax(self.head(hidden).float(), dim=-1)
+
+    @torch.inference_mode()
+    def next_token_logprobs(self, sequences, first, token_ids, retain_cache=False):
+        out: list[np.ndarray | None] = [None] * len(sequences)
+        if retain_cache:
+            self._retained = []
+        cols = torch.tensor(token_ids, device=self.device)
+        for batch in _length_batches([len(s) for s in sequences], self.max_batch_tokens):
+            ids, mask = self._padded([sequences[i] for i in batch])
+            res = self.body(input_ids=ids, attention_mask=mask, use_cache=retain_cache)
+            hidden = res.last_hidden_state
+            layers = _cache_layers(res.past_key_values) if retain_cache else None
+            for r, i in enumerate(batch):
+                n = len(sequences[i])
+                # p(token | s[:t]) is read at hidden row t-1
+                rows = hidden[r, first[i] - 1:n]
+                out[i] = self._head_logprobs(rows)[:, cols].cpu().numpy()
+                if retain_cache:
+                    self._retained.append((np.asarray(sequences[i]),
+                                           [(k[r:r + 1, :, :n], v[r:r + 1, :, :n]) for k, v in layers]))
+        return out
+
+    @torch.inference_mode()
+    def token_logprobs(self, sequences, targets):
+        out: list[np.ndarray | None] = [None] * len(sequences)
+        for batch in _length_batches([len(s) for s in sequences], self.max_batch_tokens):
+            ids, mask = self._padded([sequences[i] for i in batch])
+            hidden = self.body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            # gather every needed row of the batch, one LM-head call for all of them
+            rows, want = [], []
+            for r, i in enumerate(batch):
+                t = torch.tensor(targets[i], dtype=torch.long, device=self.device)
+                rows.append(hidden[r, t - 1])
+                want.append(ids[r, t])
+            logp = self._head_logprobs(torch.cat(rows))
+            picked = logp.gather(1, torch.cat(want)[:, None])[:, 0].cpu().numpy()
+            offset = 0
+            for i in batch:
+                out[i] = picked[offset:offset + len(targets[i])].astype(np.float64)
+                offset += len(targets[i])
+        return out
+
+    # ---- sampling
+    def _reusable(self, prefix: list[int]) -> tuple[int, list | None]:
+        """Longest retained KV cache that starts with this prefix: (length usable, layers)."""
+        best, layers = 0, None
+        p = np.asarray(prefix)
+        for seq, kv in self._retained:
+            n = min(len(seq), len(p) - 1)  # keep ≥ 1 token to feed: its logits start sampling
+            same = np.flatnonzero(seq[:n] != p[:n])
+            common = int(same[0]) if same.size else n
+            if common > best:
+                best, layers = common, kv
+        return best, layers
+
+    @torch.inference_mode()
+    def sample(self, prefixes, seeds, stop, max_new_tokens=32, temperature=1.0):
+        reuse = [self._reusable(p) for p in prefixes]
+        results: list[Sample | None] = [None] * len(prefixes)
+        for batch in _length_batches([len(p) for p in prefixes], self.max_sample_tokens, max_rows=512):
+            self._sample_batch(batch, prefixes, reuse, seeds, stop, max_new_tokens, temperature, results)
+        return results
+
+    def _sample_batch(self, batch, prefixes, reuse, seeds, stop, max_new_tokens, temperature, results):
+        from transformers import DynamicCache
+
+        B = len(batch)
+        cached = [reuse[i][0] for i in batch]
+        C = max(cached)
+        R = max(len(prefixes[i]) - c for i, c in zip(batch, cached))
+        # layout per row: [left pad][cached prefix] | [left pad][rest of the prefix]
+        mask = torch.zeros((B, C + R), dtype=torch.long, device=self.device)
+        ids = torch.full((B, R), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        pos = torch.zeros((B, R), dtype=torch.long, device=self.device)
+        for r, (i, c) in enumerate(zip(batch, cached)):
+            rest = prefixes[i][c:]
+            mask[r, C - c:C] = 1
+            mask[r, C + R - len(rest):] = 1
+            ids[r, R - len(rest):] = torch.tensor(rest)
+            pos[r, R - len(rest):] = torch.arange(c, len(prefixes[i]))
+        cache = DynamicCache()
+        if C:
+            num_layers = len(reuse[batch[cached.index(C)]][1])
+            for layer in range(num_layers):
+                ks, vs = [], []
+                for i, c in zip(batch, cached):
+                    if c:
+                        k, v = reuse[i][1][layer]
+                        ks.append(F.pad(k[:, :, :c], (0, 0, C - c, 0)))
+                        vs.append(F.pad(v[:, :, :c], (0, 0, C - c, 0)))
+                    else:
+                        shape = reuse[batch[cached.index(C)]][1][layer][0].shape
+                        zeros = torch.zeros((1, shape[1], C, shape[3]), dtype=self.model.dtype, device=self.device)
+                        ks.append(zeros)
+                        vs.append(zeros)
+                cache.update(torch.cat(ks), torch.cat(vs), layer)
+
+        gens = [torch.Generator().manual_seed(int(seeds[i]) & 0x7FFFFFFFFFFFFFFF) for i in batch]
+        generated: list[list[int]] = [[] for _ in batch]
+        done: list[Sample | None] = [None] * B
+        next_pos = torch.tensor([len(prefixes[i]) for i in batch], device=self.device)
+        step_ids, step_pos = ids, pos
+        for _ in range(max_new_tokens):
+            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            probs = torch.softmax(out.logits[:, -1].float() / max(temperature, 1e-6), dim=-1).cpu()
+            # inverse-CDF sampling with one uniform per row and step from the row's own generator:
+            # the draw depends on the seed only, never on the batch the row lands in
+            u = torch.stack([torch.rand(1, generator=g) for g in gens])
+            tokens = torch.searchsorted(probs.cumsum(-1), u).clamp_(max=probs.shape[-1] - 1)[:, 0]
+            for r in range(B):
+                if done[r] is None:
+                    generated[r].append(int(tokens[r]))
+                    done[r] = _check_stop(self.decode(generated[r]), stop)
+            if all(d is not None for d in done):
+                break
+            step_ids = tokens[:, None].to(self.device)
+            step_pos = next_pos[:, None]
+            next_pos = next_pos + 1
+            mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=self.device)], dim=1)
+        for r, i in enumerate(batch):
+            results[i] = done[r] or Sample(self.decode(generated[r]), None)
+
+
+def _check_stop(text: str, stop: Sequence[str]) -> Sample | None:
+    """A finished sample if `text` contains a stop string (or a newline: calls are one line)."""
+    hits = [(text.find(s), s) for s in stop if s and s in text]
+    if hits:
+        at, s = min(hits)
+        return Sample(text[:at], s)
+    if "\n" in text:
+        return Sample(text[:text.index("\n")], None)
+    return None
+
+
+def get_backend(model_ref: str, backend: str = "hf", **kwargs) -> LMBackend:
+    if backend == "hf":
+        return HFBackend.from_ref(model_ref, **kwargs)
+    raise ValueError(f"unknown LM backend {backend!r} (available: hf)")

@@ -1,0 +1,305 @@
+"""JSONL records for every stage: reading with validation, resumable append-only writing.
+
+Record types (each stage's record is the previous one plus its own fields):
+    document   id, text, meta
+    candidate  id, doc_id, tool, window, position, token_index, p_start, input, call
+    executed   candidate + result, error, latency_ms
+    scored     executed + loss_plus, loss_no_call, loss_no_result, loss_minus, usefulness, kept, reason
+
+A malformed line raises BadRecord naming file and line; with skip_bad=True it is counted in
+ReadStats instead (and reported by the stage), never dropped silently.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+NoneType = type(None)
+Number = (int, float)
+
+CANDIDATE = {"id": str, "doc_id": str, "tool": str, "window": int, "position": int,
+             "token_index": int, "p_start": Number, "input": str, "call": str}
+EXECUTED = {**CANDIDATE, "result": (str, NoneType), "error": (str, NoneType), "latency_ms": Number}
+SCORED = {**EXECUTED, "loss_plus": (*Number, NoneType), "loss_no_call": (*Number, NoneType),
+          "loss_no_result": (*Number, NoneType), "loss_minus": (*Number, NoneType),
+          "usefulness": (*Number, NoneType), "kept": bool, "reason": (str, NoneType)}
+
+
+class BadRecord(ValueError):
+    def __init__(self, path: str | Path, line: int, reason: str):
+        super().__init__(f"{path}:{line}: {reason}")
+        self.path, self.line, self.reason = str(path), line, reason
+
+
+@dataclass
+class ReadStats:
+    read: int = 0
+    skipped_bad: int = 0
+    skipped_empty: int = 0
+    examples: list[str] = field(default_factory=list)  # first few "file:line: reason"
+
+    def skip(self, err: BadRecord) -> None:
+        self.skipped_bad += 1
+        if len(self.examples) < 10:
+            self.examples.append(str(err))
+
+    def as_dict(self) -> dict:
+        return {"read": self.read, "skipped_bad": self.skipped_bad,
+                "skipped_empty": self.skipped_empty, "skipped_examples": self.examples}
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    meta: dict
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "text": self.text, "meta": self.meta}
+
+
+# ---------------------------------------------------------------------------- reading
+
+def _lines(path: Path) -> Iterator[tuple[int, str | BadRecord]]:
+    """(line number, text) for each non-blank line; undecodable bytes yield a BadRecord."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield number, BadRecord(path, number, f"invalid UTF-8 at byte {err.start}")
+                continue
+            if text.strip():
+                yield number, text
+
+
+def _type_name(t) -> str:
+    ts = t if isinstance(t, tuple) else (t,)
+    return " or ".join("null" if x is NoneType else x.__name__ for x in ts)
+
+
+def check_fields(obj: Any, schema: dict) -> str | None:
+    """Why `obj` does not match `schema` (field -> type or tuple of types), or None."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    for name, types in schema.items():
+        if name not in obj:
+            return f"missing field {name!r}"
+        value = obj[name]
+        # bool is an int subclass in Python; a JSON true is not a number here
+        if (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))) \
+                or not isinstance(value, types):
+            return f"field {name!r} should be {_type_name(types)}, got {json.dumps(value)[:40]}"
+    return None
+
+
+def read_jsonl(path: str | Path, schema: dict | None = None, skip_bad: bool = False,
+               stats: ReadStats | None = None) -> Iterator[tuple[int, dict]]:
+    """(line number, record) for each valid line of a .jsonl or .jsonl.gz file."""
+    path = Path(path)
+    stats = stats if stats is not None else ReadStats()
+    for number, text in _lines(path):
+        err = text if isinstance(text, BadRecord) else None
+        if err is None:
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                err = BadRecord(path, number, f"bad JSON: {e.msg} (column {e.colno})")
+            else:
+                why = check_fields(obj, schema) if schema else (
+                    None if isinstance(obj, dict) else f"expected a JSON object, got {type(obj).__name__}")
+                if why is None:
+                    stats.read += 1
+                    yield number, obj
+                    continue
+                err = BadRecord(path, number, why)
+        if not skip_bad:
+            raise err
+        stats.skip(err)
+
+
+def _document(obj: dict, where: tuple[Path, int], default_id: str) -> Document:
+    path, number = where
+    text = obj.get("text")
+    if "text" not in obj:
+        raise BadRecord(path, number, "missing field 'text'")
+    if not isinstance(text, str):
+        raise BadRecord(path, number, f"field 'text' should be a string, got {type(text).__name__}")
+    doc_id = obj.get("id", default_id)
+    if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
+        raise BadRecord(path, number, f"field 'id' should be a string, got {json.dumps(doc_id)[:40]}")
+    meta = obj.get("meta", {})
+    if not isinstance(meta, dict):
+        raise BadRecord(path, number, "field 'meta' should be an object")
+    # other top-level fields (e.g. year, speaker) are kept as metadata, never dropped
+    meta = {**{k: v for k, v in obj.items() if k not in ("id", "text", "meta")}, **meta}
+    if "date" in meta:
+        try:
+            _dt.date.fromisoformat(str(meta["date"])[:10])
+        except ValueError:
+            raise BadRecord(path, number, f"meta.date {meta['date']!r} is not an ISO date (YYYY-MM-DD)") from None
+    return Document(str(doc_id), text, meta)
+
+
+def _raw_documents(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
+    name = path.name
+    if path.is_dir():  # a `datasets` dataset saved with save_to_disk
+        from datasets import load_from_disk
+        for number, row in enumerate(load_from_disk(str(path)), 1):
+            yield number, row
+    elif name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+        for number, row in enumerate(pq.read_table(path).to_pylist(), 1):
+            yield number, row
+    elif name.endswith(".txt"):
+        # one document per blank-line-separated block; the line number is the block's first line
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[:err.start].count(b"\n") + 1
+            yield line, BadRecord(path, line, f"invalid UTF-8 at byte {err.start}")
+            return
+        block, start = [], 0
+        for number, line in enumerate(io.StringIO(text), 1):
+            if line.strip():
+                start = start or number
+                block.append(line)
+            elif block:
+                yield start, {"text": "".join(block).strip("\n")}
+                block, start = [], 0
+        if block:
+            yield start, {"text": "".join(block).strip("\n")}
+    elif name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        for number, text in _lines(path):
+            if isinstance(text, BadRecord):
+                yield number, text
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as e:
+                yield number, BadRecord(path, number, f"bad JSON: {e.msg} (column {e.colno})")
+    else:
+        raise ValueError(f"{path}: unsupported corpus format (use .jsonl, .jsonl.gz, .parquet, .txt "
+                         f"or a saved `datasets` folder)")
+
+
+def read_documents(path: str | Path, skip_bad: bool = False, stats: ReadStats | None = None,
+                   limit: int | None = None) -> Iterator[Document]:
+    """Validated documents. Empty or whitespace-only texts are skipped and counted."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"corpus not found: {path}")
+    stats = stats if stats is not None else ReadStats()
+    seen: dict[str, int] = {}
+    produced = 0
+    for number, obj in _raw_documents(path):
+        if limit is not None and produced >= limit:
+            return
+        try:
+            if isinstance(obj, BadRecord):
+                raise obj
+            if not isinstance(obj, dict):
+                raise BadRecord(path, number, f"expected a JSON object, got {type(obj).__name__}")
+            doc = _document(obj, (path, number), default_id=f"{path.stem}:{number}")
+            if doc.id in seen:
+                raise BadRecord(path, number, f"duplicate id {doc.id!r} (first on line {seen[doc.id]})")
+        except BadRecord as err:
+            if not skip_bad:
+                raise
+            stats.skip(err)
+            continue
+        seen[doc.id] = number
+        if not doc.text.strip():
+            stats.skipped_empty += 1
+            continue
+        stats.read += 1
+        produced += 1
+        yield doc
+
+
+# ---------------------------------------------------------------------------- writing
+
+def dumps(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> int:
+    """Write a whole file at once (tmp + rename): readers never see half of it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(dumps(record) + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return n
+
+
+class ResumableWriter:
+    """Append-only JSONL output, committed one chunk of work at a time.
+
+    Beside `out.jsonl` lives `out.jsonl.progress`: one line per committed chunk with the output's
+    byte length after it. Opening truncates the output to the last committed length, so a chunk cut
+    short by a kill is dropped and redone, and records are never duplicated or lost. A stage that
+    processes its input in a fixed chunk order therefore produces byte-identical files whether it
+    ran once or was killed and resumed.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.progress_path = self.path.with_name(self.path.name + ".progress")
+        self.done: dict[str, dict] = {}
+        size = 0
+        if self.progress_path.exists():
+            with open(self.progress_path, "rb") as f:
+                for raw in f:
+                    try:
+                        entry = json.loads(raw)
+                    except json.JSONDecodeError:
+                        break  # a line cut by a kill: that chunk was not committed
+                    self.done[entry["chunk"]] = entry
+                    size = entry["bytes"]
+        if self.path.exists() and self.path.stat().st_size != size:
+            with open(self.path, "r+b") as f:
+                f.truncate(size)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+        self._rewrite_progress()  # drops a partial trailing line, if any
+
+    def _rewrite_progress(self) -> None:
+        write_jsonl_atomic(self.progress_path, self.done.values())
+
+    @property
+    def complete(self) -> bool:
+        return "__complete__" in self.done
+
+    def commit(self, chunk: str, records: list[dict], **info) -> None:
+        with open(self.path, "ab") as f:
+            f.write("".join(dumps(r) + "\n" for r in records).encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+            size = f.tell()
+        entry = {"chunk": chunk, "bytes": size, "records": len(records), **info}
+        with open(self.progress_path, "ab") as f:
+            f.write((dumps(entry) + "\n").encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        self.done[chunk] = entry
+
+    def mark_complete(self) -> None:
+        self.commit("__complete__", [])
+
+    def chunk_info(self) -> list[dict]:
+        return [e for k, e in self.done.items() if k != "__complete__"]
