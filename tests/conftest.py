@@ -26,6 +26,26 @@ def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 2):
     return model
 
 
+def favouring_llama(tokenizer, favoured: list[str], seed: int = 0):
+    """A tiny Llama that, whatever the input, samples almost only the `favoured` tokens.
+
+    Hidden dimension 0 carries a large constant from every embedding through the residual
+    stream, and only the favoured tokens' LM-head rows read it. Random tiny models never close
+    a call; this one writes calls like "12 + 3) →" so every pipeline stage has work to do.
+    """
+    import torch
+    model = tiny_llama(len(tokenizer), seed)
+    ids = sorted({tokenizer.encode(t, add_special_tokens=False)[0] for t in favoured})
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 30.0
+        model.lm_head.weight[:, 0] = 0.0
+        model.lm_head.weight[ids, 0] = 3.0
+    return model
+
+
+CALL_TOKENS = ["1", "2", " +", ")", " →"]
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from toolformer.models import load_tokenizer
@@ -36,3 +56,10 @@ def tokenizer():
 def tiny_backend(tokenizer):
     from toolformer.lm import HFBackend
     return HFBackend(tiny_llama(len(tokenizer)), tokenizer, max_batch_tokens=256, max_sample_tokens=2048)
+
+
+@pytest.fixture(scope="session")
+def real_backend():
+    """The real default model (SmolLM2-135M-Instruct), loaded once per test session."""
+    from toolformer.lm import HFBackend
+    return HFBackend.from_ref("smollm2-135m-instruct")

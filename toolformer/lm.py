@@ -21,7 +21,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,9 @@ class LMBackend:
         """For each sequence s, an array [len(s) + 1 - first[s], len(token_ids)] with
         log p(token | s[:t]) for t = first[s] .. len(s)."""
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop KV caches kept by next_token_logprobs(retain_cache=True)."""
 
     def token_logprobs(self, sequences: list[list[int]], targets: list[list[int]]) -> list[np.ndarray]:
         """For each sequence s, log p(s[t] | s[:t]) for each t in targets[s] (t ≥ 1)."""
@@ -170,6 +172,9 @@ class HFBackend(LMBackend):
         return out
 
     # ---- sampling
+    def release(self) -> None:
+        self._retained = []
+
     def _reusable(self, prefix: list[int]) -> tuple[int, list | None]:
         """Longest retained KV cache that starts with this prefix: (length usable, layers)."""
         best, layers = 0, None
@@ -197,59 +202,97 @@ class HFBackend(LMBackend):
         cached = [reuse[i][0] for i in batch]
         C = max(cached)
         R = max(len(prefixes[i]) - c for i, c in zip(batch, cached))
-        # layout per row: [left pad][cached prefix] | [left pad][rest of the prefix]
-        mask = torch.zeros((B, C + R), dtype=torch.long, device=self.device)
+        # layout per row: [left pad][cached prefix] | [left pad][rest of the prefix] | generated
+        mask = torch.zeros((B, C + R + max_new_tokens), dtype=torch.long, device=self.device)
         ids = torch.full((B, R), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
         pos = torch.zeros((B, R), dtype=torch.long, device=self.device)
         for r, (i, c) in enumerate(zip(batch, cached)):
             rest = prefixes[i][c:]
             mask[r, C - c:C] = 1
-            mask[r, C + R - len(rest):] = 1
+            mask[r, C + R - len(rest):C + R] = 1
             ids[r, R - len(rest):] = torch.tensor(rest)
             pos[r, R - len(rest):] = torch.arange(c, len(prefixes[i]))
         cache = DynamicCache()
-        if C:
-            num_layers = len(reuse[batch[cached.index(C)]][1])
-            for layer in range(num_layers):
-                ks, vs = [], []
-                for i, c in zip(batch, cached):
-                    if c:
-                        k, v = reuse[i][1][layer]
-                        ks.append(F.pad(k[:, :, :c], (0, 0, C - c, 0)))
-                        vs.append(F.pad(v[:, :, :c], (0, 0, C - c, 0)))
-                    else:
-                        shape = reuse[batch[cached.index(C)]][1][layer][0].shape
-                        zeros = torch.zeros((1, shape[1], C, shape[3]), dtype=self.model.dtype, device=self.device)
-                        ks.append(zeros)
-                        vs.append(zeros)
-                cache.update(torch.cat(ks), torch.cat(vs), layer)
+        layer_class = _reserved_layer_class()
+        cache.layers = [layer_class(self._kv_shape(B, C + R + max_new_tokens), self.model.dtype, self.device, C)
+                        for _ in range(self.model.config.num_hidden_layers)]
+        for r, (i, c) in enumerate(zip(batch, cached)):
+            for layer, (k, v) in zip(cache.layers, reuse[i][1] or []):
+                layer.buf_k[r, :, C - c:C] = k[0, :, :c]
+                layer.buf_v[r, :, C - c:C] = v[0, :, :c]
 
+        rows = list(range(B))  # batch row -> position in `batch`, shrinks as samples finish
         gens = [torch.Generator().manual_seed(int(seeds[i]) & 0x7FFFFFFFFFFFFFFF) for i in batch]
         generated: list[list[int]] = [[] for _ in batch]
         done: list[Sample | None] = [None] * B
         next_pos = torch.tensor([len(prefixes[i]) for i in batch], device=self.device)
+        width = C + R
         step_ids, step_pos = ids, pos
         for _ in range(max_new_tokens):
-            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+            out = self.model(input_ids=step_ids, attention_mask=mask[:, :width], position_ids=step_pos,
                              past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
             probs = torch.softmax(out.logits[:, -1].float() / max(temperature, 1e-6), dim=-1).cpu()
             # inverse-CDF sampling with one uniform per row and step from the row's own generator:
             # the draw depends on the seed only, never on the batch the row lands in
-            u = torch.stack([torch.rand(1, generator=g) for g in gens])
+            u = torch.stack([torch.rand(1, generator=gens[r]) for r in rows])
             tokens = torch.searchsorted(probs.cumsum(-1), u).clamp_(max=probs.shape[-1] - 1)[:, 0]
-            for r in range(B):
-                if done[r] is None:
-                    generated[r].append(int(tokens[r]))
-                    done[r] = _check_stop(self.decode(generated[r]), stop)
-            if all(d is not None for d in done):
+            for row, r in enumerate(rows):
+                generated[r].append(int(tokens[row]))
+                done[r] = _check_stop(self.decode(generated[r]), stop)
+            active = [row for row, r in enumerate(rows) if done[r] is None]
+            if not active:
                 break
-            step_ids = tokens[:, None].to(self.device)
-            step_pos = next_pos[:, None]
+            mask[:, width] = 1
+            width += 1
+            step_ids, step_pos = tokens[:, None].to(self.device), next_pos[:, None]
             next_pos = next_pos + 1
-            mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=self.device)], dim=1)
+            if len(active) <= len(rows) // 2:  # drop finished rows once they are half the batch
+                keep = torch.tensor(active, device=self.device)
+                for layer in cache.layers:
+                    layer.select(keep)
+                mask, step_ids, step_pos, next_pos = mask[keep], step_ids[keep], step_pos[keep], next_pos[keep]
+                rows = [rows[row] for row in active]
         for r, i in enumerate(batch):
             results[i] = done[r] or Sample(self.decode(generated[r]), None)
+
+    def _kv_shape(self, batch: int, length: int) -> tuple[int, int, int, int]:
+        cfg = self.model.config
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return (batch, cfg.num_key_value_heads, length, head_dim)
+
+
+def _reserved_layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        """A KV-cache layer with room reserved for every token to come. DynamicLayer appends with
+        torch.cat, copying the whole cache at every decoding step; this writes in place."""
+
+        def __init__(self, shape, dtype, device, length: int):
+            super().__init__()
+            self.dtype, self.device, self.is_initialized = dtype, device, True
+            self.buf_k = torch.zeros(shape, dtype=dtype, device=device)
+            self.buf_v = torch.zeros(shape, dtype=dtype, device=device)
+            self.length = length
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            n = key_states.shape[-2]
+            self.buf_k[:, :, self.length:self.length + n] = key_states
+            self.buf_v[:, :, self.length:self.length + n] = value_states
+            self.length += n
+            self.keys, self.values = self.buf_k[:, :, :self.length], self.buf_v[:, :, :self.length]
+            return self.keys, self.values
+
+        def select(self, rows: torch.Tensor) -> None:
+            self.buf_k, self.buf_v = self.buf_k[rows], self.buf_v[rows]
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return self.length + query_length, 0
+
+    return ReservedLayer
 
 
 def _check_stop(text: str, stop: Sequence[str]) -> Sample | None:

@@ -141,8 +141,8 @@ def _document(obj: dict, where: tuple[Path, int], default_id: str) -> Document:
     # other top-level fields (e.g. year, speaker) are kept as metadata, never dropped
     meta = {**{k: v for k, v in obj.items() if k not in ("id", "text", "meta")}, **meta}
     if "date" in meta:
-        try:
-            _dt.date.fromisoformat(str(meta["date"])[:10])
+        try:  # the same parse the Calendar tool uses: a date, or a date and time
+            _dt.datetime.fromisoformat(str(meta["date"]))
         except ValueError:
             raise BadRecord(path, number, f"meta.date {meta['date']!r} is not an ISO date (YYYY-MM-DD)") from None
     return Document(str(doc_id), text, meta)

@@ -48,6 +48,12 @@ class CallSyntax:
         body = f"{tool}({input})" if self.named else input
         return f"{self.start}{body}{self.arrow}"
 
+    def safe_result(self, result: str) -> str:
+        """A tool result that cannot end or break the call it is written in: one line, and
+        no end marker inside (a Wikipedia snippet may contain "]")."""
+        text = " ".join(result.split())
+        return text.replace(self.end, " ").strip() if self.end else text
+
     # ---- markers the LM backend needs
     @property
     def arrows(self) -> tuple[str, ...]:

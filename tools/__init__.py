@@ -36,6 +36,7 @@ class Tool:
     timeout_s: float = 5.0
     max_result_chars: int = 200
     options: Mapping = field(default_factory=dict)  # default executor options
+    meta_keys: tuple[str, ...] = ()  # document metadata the executor reads (results are cached per value)
 
     @property
     def key(self) -> str:

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+
+from tools import get_tool
+from toolformer.records import Document
+from toolformer.sample import (SampleSettings, Sampler, call_opening, document_windows, start_marker_ids,
+                               top_positions)
+from toolformer.syntax import HW3, TOOLFORMER
+
+TEXT = "In 1790 the debt was 75,463,476 dollars; by 1791 it had grown by 2,000,000.\nSo the total was 77,463,476."
+
+
+def test_windows_cover_the_text_and_map_tokens_to_characters(tiny_backend):
+    lm = tiny_backend
+    doc = Document("d", TEXT, {})
+    windows = document_windows(lm, doc, size=7)
+    ids = [t for w in windows for t in w.ids]
+    assert ids == lm.encode(" " + TEXT)  # nothing dropped or repeated, never truncated
+    assert all(len(w.ids) == 7 for w in windows[:-1])
+    for w in windows:
+        for tid, start in zip(w.ids, w.char_starts):
+            piece = lm.decode([tid])
+            # each token's text starts at its character offset (a leading space sits before it)
+            assert TEXT[start:].startswith(piece) or TEXT[start:].startswith(piece.lstrip()) or start == 0
+    assert windows[1].text == TEXT[windows[1].char_starts[0]:].split(" it")[0].strip() or windows[1].text
+
+
+def test_top_positions():
+    p = [0.1, 0.5, 0.0, 0.5, 0.3, 0.04]
+    assert top_positions(p, 0.05, 2) == [1, 3]
+    assert top_positions(p, 0.05, 10) == [0, 1, 3, 4]
+    assert top_positions(p, 0.0, 3) == [1, 3, 4]
+    assert top_positions([0.01, 0.02], 0.05, 5) == []
+
+
+def test_position_probabilities_equal_one_prefix_at_a_time(tiny_backend):
+    lm = tiny_backend
+    tool = get_tool("calculator")
+    sampler = Sampler(lm, tool, TOOLFORMER, SampleSettings(model="tiny", syntax="toolformer", window=16))
+    windows = document_windows(lm, Document("d", TEXT, {}), 16)
+    seqs = [sampler.prompt_ids(w) + w.ids for w in windows]
+    firsts = [len(sampler.prompt_ids(w)) for w in windows]
+    batched = lm.next_token_logprobs(seqs, firsts, sampler.markers)
+    markers = start_marker_ids(lm, TOOLFORMER)
+    assert sorted(lm.decode([m]) for m in markers) == [" [", "["]
+    for w, seq, first, lp in zip(windows, seqs, firsts, batched):
+        for i in range(len(w.ids)):
+            with torch.no_grad():
+                probs = torch.softmax(lm.model(torch.tensor([seq[:first + i]])).logits[0, -1].double(), -1)
+            want = max(probs[m].item() for m in markers)
+            assert np.exp(lp[i].max()) == pytest.approx(want, rel=1e-4, abs=1e-9)
+
+
+def test_call_opening_forces_the_tool_name(tiny_backend):
+    lm = tiny_backend
+    for marker in start_marker_ids(lm, TOOLFORMER):
+        ids = call_opening(lm, TOOLFORMER, get_tool("wikisearch"), marker)
+        assert ids[0] == marker and lm.decode(ids).strip() == "[WikiSearch("
+    assert call_opening(lm, HW3, get_tool("calculator"), 7) == [7]
+
+
+def test_sampler_records(tiny_backend):
+    lm = tiny_backend
+    settings = SampleSettings(model="tiny", syntax="toolformer", window=16, k=3, m=4, max_new_tokens=6, seed=1)
+    sampler = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings)
+    counts = dict.fromkeys(("positions", "samples", "unclosed", "unparseable", "duplicates"), 0)
+    windows = document_windows(lm, Document("d", TEXT, {}), 16)
+    records = sampler.run_windows(windows, counts)
+    assert counts["positions"] == 3 * len(windows)
+    assert counts["samples"] == 3 * 4 * len(windows)
+    # a random tiny model rarely closes a call: every sample is accounted for
+    assert counts["samples"] == counts["unclosed"] + counts["unparseable"] + counts["duplicates"] + len(records)
+    again = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings).run_windows(windows[::-1], dict(counts))
+    assert sorted(map(str, records)) == sorted(map(str, again))  # seeds, not batches, decide samples

@@ -1,0 +1,235 @@
+"""WikiSearch: passage splitting, snippets, the BM25 index and its disk cache, the executor.
+
+Tests marked slow use the real embedded Wikipedia leads (index built once, then cached on disk in
+the user's cache, ~3 s cold); the others build tiny passage files in-test, with the cache in a
+temporary folder.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from toolformer.cli import main as cli_main
+from toolformer.records import BadRecord
+from tools import ToolError, run_call
+from tools import wikisearch as ws
+
+EINSTEIN_LEAD = "Albert Einstein was a German-born theoretical physicist best known for developing"
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def wiki_index() -> ws.WikiIndex:
+    return ws.load_index()
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch) -> Path:
+    """A private cache folder and an empty in-memory index cache."""
+    monkeypatch.setenv("TOOLFORMER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ws, "_loaded", {})
+    return tmp_path / "cache"
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+PASSAGES = [
+    {"id": "p1", "title": "Quintor", "text": "Quintor is a fictional planet. Its capital is Zorblax."},
+    {"id": "p2", "title": "Blue whale", "text": "It is the largest animal known to have lived."},
+    {"id": 3, "text": "Saffron is a spice made from the stigmas of the crocus flower."},
+]
+
+
+# ---------------------------------------------------------------------------- pure functions
+
+def test_split_passages_cuts_after_whole_sentences():
+    text = "A b c. D e f. G h."
+    assert ws.split_passages(text, max_words=4) == ["A b c.", "D e f.", "G h."]
+    assert ws.split_passages(text, max_words=6) == ["A b c. D e f.", "G h."]
+    assert ws.split_passages(text, max_words=8) == ["A b c. D e f. G h."]
+
+
+def test_split_passages_cuts_an_overlong_sentence_by_words():
+    assert ws.split_passages("Hi. one two three four five", max_words=3) == \
+        ["Hi.", "one two three", "four five"]
+    assert ws.split_passages("  one\ntwo  three\tfour  ", max_words=3) == ["one two three", "four"]
+
+
+def test_snippet_cuts_on_a_word_boundary():
+    assert ws.snippet("alpha beta gamma", 16) == "alpha beta gamma"
+    assert ws.snippet("alpha beta gamma", 10) == "alpha beta"    # the cut falls on a space
+    assert ws.snippet("alpha beta gamma", 13) == "alpha beta"    # "gam" is dropped
+    assert ws.snippet("alphabetagamma", 5) == "alpha"            # one long word: hard cut
+    assert ws.snippet("a, b", 3) == "a"                          # no dangling comma
+    assert ws.snippet("one\n two", 20) == "one two"
+
+
+# ---------------------------------------------------------------------------- real corpus
+
+@pytest.mark.slow
+def test_default_corpus_keeps_every_article_in_short_passages():
+    passages = ws.load_passages(ws.default_corpus())
+    assert len({p["title"] for p in passages}) == 10_033
+    assert all(1 <= len(p["text"].split()) <= ws.PASSAGE_WORDS for p in passages)
+    assert len({p["id"] for p in passages}) == len(passages)
+
+
+@pytest.mark.slow
+def test_einstein_query_finds_the_einstein_article_first(wiki_index):
+    hits = wiki_index.search("Albert Einstein physicist relativity", k=5)
+    assert hits[0][0] == "Albert Einstein"
+    assert hits[0][1].startswith(EINSTEIN_LEAD)
+    assert len(hits) == 5 and [h[2] for h in hits] == sorted((h[2] for h in hits), reverse=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query, title", [
+    ("Mount Everest height", "Mount Everest"),
+    ("who wrote Hamlet", "Hamlet"),
+    ("Rosetta Stone decree hieroglyphic", "Rosetta Stone"),
+    ("first person to walk on the Moon", "Neil Armstrong"),
+])
+def test_real_queries(wiki_index, query, title):
+    assert ws.search(query, k=3)[0][0] == title
+
+
+@pytest.mark.slow
+def test_default_index_is_loaded_from_the_disk_cache(wiki_index, monkeypatch):
+    monkeypatch.setattr(ws, "_loaded", {})  # forget the in-memory copy
+    again = ws.load_index()
+    assert again is not wiki_index and not again.built and again.key == wiki_index.key
+    assert again.search("Albert Einstein", 1)[0][0] == "Albert Einstein"
+    assert ws.load_index() is again  # then served from memory
+
+
+@pytest.mark.slow
+def test_executor_returns_a_snippet_of_the_top_passage(wiki_index):
+    execute = ws.make_executor()
+    result = execute("Albert Einstein physicist relativity", {})
+    assert result.startswith(EINSTEIN_LEAD[:60]) and len(result) <= ws.DEFAULT_SNIPPET_CHARS
+    short = ws.make_executor(snippet_chars=60)("Albert Einstein physicist relativity", {})
+    assert short == "Albert Einstein was a German-born theoretical physicist best"
+    two = ws.make_executor(snippet_chars=40, top=2)("Albert Einstein physicist relativity", {})
+    first, second = two.split(" | ")
+    assert first == "Albert Einstein was a German-born" and 0 < len(second) <= 40
+
+
+@pytest.mark.slow
+def test_run_call_reports_empty_and_unmatched_queries(wiki_index):
+    execute = ws.make_executor()
+    assert run_call(ws.TOOL, execute, "  ").error == "empty query"
+    assert run_call(ws.TOOL, execute, "the of and").error == "no results"  # only stopwords
+    ok = run_call(ws.TOOL, execute, "Rosetta Stone")
+    assert ok.error is None and ok.result.startswith("The Rosetta Stone is a stele")
+
+
+@pytest.mark.slow
+def test_cli_tool_command(wiki_index, capsys):
+    code = cli_main(["tool", "WikiSearch", "Albert Einstein", "--option", "snippet_chars=60", "--json"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and figures["result"] == "Albert Einstein was a German-born theoretical physicist best"
+
+
+# ---------------------------------------------------------------------------- passage files
+
+def test_jsonl_corpus_search_and_executor(tmp_path, tmp_cache):
+    corpus = write_jsonl(tmp_path / "passages.jsonl", PASSAGES)
+    assert ws.search("capital of Quintor", k=5, corpus=corpus)[0][:2] == \
+        ("Quintor", "Quintor is a fictional planet. Its capital is Zorblax.")
+    # a passage without a title is found by its text
+    assert ws.search("crocus spice", k=1, corpus=corpus)[0][1].startswith("Saffron")
+    # the title is indexed: "whale" is only in a title
+    hits = ws.search("whale", k=5, corpus=corpus)
+    assert [h[0] for h in hits] == ["Blue whale"]  # only positive scores are returned
+    execute = ws.make_executor(corpus=str(corpus), snippet_chars=20)
+    assert execute("largest animal", {}) == "It is the largest"
+    with pytest.raises(ToolError, match="no results"):
+        execute("zebra", {})
+
+
+def test_index_is_built_once_then_loaded_from_disk(tmp_path, tmp_cache):
+    corpus = write_jsonl(tmp_path / "passages.jsonl", PASSAGES)
+    first = ws.load_index(corpus)
+    assert first.built and ws.load_index(corpus) is first  # memory
+    ws._loaded.clear()
+    second = ws.load_index(corpus)
+    assert not second.built and second.key == first.key
+    # one finished entry, no half-written build left behind
+    assert [p.name for p in (tmp_cache / "wiki-index").iterdir()] == [first.key]
+    # the key depends on content, not on the path: a copy elsewhere reuses the entry
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(corpus.read_bytes())
+    assert ws.index_key(copy) == first.key and not ws.load_index(copy).built
+
+
+def test_changed_corpus_gets_a_new_key_and_index(tmp_path, tmp_cache):
+    corpus = write_jsonl(tmp_path / "passages.jsonl", PASSAGES)
+    old = ws.load_index(corpus)
+    write_jsonl(corpus, PASSAGES + [{"id": "p4", "title": "Ytterby", "text": "Ytterby is a village in Sweden."}])
+    assert ws.index_key(corpus) != old.key
+    new = ws.load_index(corpus)
+    assert new.built and new.key != old.key
+    assert ws.search("Ytterby village", 1, corpus=corpus)[0][0] == "Ytterby"
+    assert not old.search("Ytterby village", 1)
+
+
+@pytest.mark.parametrize("bad_line, reason", [
+    ('{"id": "x", "text": ', "bad JSON"),
+    ('{"id": "x"}', "missing field 'text'"),
+    ('{"id": "x", "text": "ok", "title": 5}', "field 'title' should be str"),
+    ('{"id": "x", "text": "   "}', "field 'text' is empty"),
+    ('{"id": true, "text": "ok"}', "field 'id'"),
+])
+def test_bad_jsonl_line_names_file_and_line(tmp_path, tmp_cache, bad_line, reason):
+    corpus = write_jsonl(tmp_path / "bad.jsonl", [PASSAGES[0], PASSAGES[1], bad_line])
+    with pytest.raises(BadRecord) as err:
+        ws.load_index(corpus)
+    assert str(err.value).startswith(f"{corpus}:3: ") and reason in str(err.value)
+    assert not (tmp_cache / "wiki-index").exists() or not any((tmp_cache / "wiki-index").iterdir())
+
+
+def test_bad_leads_json_names_the_entry(tmp_path, tmp_cache):
+    leads = tmp_path / "leads.json"
+    leads.write_text(json.dumps({"A": {"title": "A", "extract": "Alpha."}, "B": {"title": "B"}}))
+    with pytest.raises(ValueError, match=re.escape(f"{leads}: entry 1 needs string fields")):
+        ws.load_index(leads)
+
+
+def test_missing_corpus_and_bad_options(tmp_path, tmp_cache):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        ws.load_index(tmp_path / "nope.jsonl")
+    with pytest.raises(ValueError, match="backend"):
+        ws.make_executor(backend="google")
+
+
+# ---------------------------------------------------------------------------- live backend
+
+def test_live_backend_serves_cached_responses(tmp_cache):
+    summary = "The Rosetta Stone is a stele of granodiorite inscribed with three versions of a decree."
+    path = ws.live_cache_path("Rosetta Stone")
+    path.write_text(json.dumps({"query": "Rosetta Stone", "summary": summary}))
+    ws.live_cache_path("Qwxz").write_text(json.dumps({"query": "Qwxz", "summary": ""}))
+    execute = ws.make_executor(backend="live", snippet_chars=40)
+    assert execute("Rosetta  Stone", {}) == "The Rosetta Stone is a stele of"
+    with pytest.raises(ToolError, match="no results"):
+        execute("Qwxz", {})
+
+
+def test_live_backend_without_the_package_says_how_to_install(tmp_cache):
+    if importlib.util.find_spec("wikipediaapi") is not None:
+        pytest.skip("wikipedia-api is installed: an uncached query would need the network")
+    with pytest.raises(ToolError, match=r"pip install 'toolformer\[live\]'"):
+        ws.make_executor(backend="live")("Not In The Cache", {})
+
+
+def test_tool_declares_the_paper_defaults():
+    t = ws.TOOL
+    assert (t.name, t.tau_s, t.k, t.m, t.tau_f, t.heuristic) == ("WikiSearch", 0.05, 5, 5, 1.0, None)
