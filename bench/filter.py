@@ -1,6 +1,7 @@
 """The filter against a naive filter on real GSM8K candidates.
 
-Candidates: at each GSM8K calculator annotation, the gold call and a distractor call.
+Candidates: those of a curated run (--run DIR: its calculator/executed.jsonl), or else, at each
+GSM8K calculator annotation, the gold call and a distractor call.
 Ours: Scorer (shared passes, L(ε) once per window, sequences cut after the last weighted token,
 length-sorted batches, LM head only at weighted positions). Naive: one unbatched forward per
 variant over the whole window, L(ε) recomputed for each candidate, full-vocabulary logits
@@ -37,8 +38,15 @@ def naive_loss(lm, z: list[int], x: list[int], i: int) -> float:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--tau-f", type=float, default=0.5)
+    p.add_argument("--run", help="a run folder: score its calculator candidates (at most --limit)")
+    p.add_argument("--limit", type=int, default=200)
     args = p.parse_args()
     lm = HFBackend.from_ref(args.model)
+    items = run_items(lm, Path(args.run), args.limit) if args.run else gsm8k_items(lm, args)
+    compare(lm, items, args)
+
+
+def gsm8k_items(lm, args) -> list:
     items = []
     for d, (text, calls) in enumerate(gsm8k_documents(args.data, args.docs)):
         for w in document_windows(lm, Document(str(d), text, {}), 512):
@@ -46,6 +54,23 @@ def main() -> None:
                 if pos in w.char_starts:
                     i = w.char_starts.index(pos)
                     items += [((d, w.index), w.ids, i, expr, result), ((d, w.index), w.ids, i, "2 * 3", "6")]
+    return items
+
+
+def run_items(lm, run_dir: Path, limit: int) -> list:
+    docs = {json.loads(line)["id"]: json.loads(line)["text"] for line in open(run_dir / "documents.jsonl")}
+    windows, items = {}, []
+    for line in open(run_dir / "calculator" / "executed.jsonl"):
+        r = json.loads(line)
+        if r["error"] is None and len(items) < limit:
+            if r["doc_id"] not in windows:
+                windows[r["doc_id"]] = document_windows(lm, Document(r["doc_id"], docs[r["doc_id"]], {}), 512)
+            w = windows[r["doc_id"]][r["window"]]
+            items.append(((r["doc_id"], r["window"]), w.ids, r["token_index"] - 512 * r["window"], r["input"], r["result"]))
+    return items
+
+
+def compare(lm, items, args) -> None:
     scorer = Scorer(lm, get_tool("calculator"), TOOLFORMER)
     scorer.score(items[:2])  # warm-up
     with Timer() as ours:
@@ -57,7 +82,7 @@ def main() -> None:
             slow.append((naive_loss(lm, z_plus, x, i), naive_loss(lm, [], x, i), naive_loss(lm, z_empty, x, i)))
     kept = lambda losses: [scored_record({"error": None}, l, args.tau_f)["kept"] for l in losses]  # noqa: E731
     n = len(items)
-    print(json.dumps({"bench": "filter", "candidates": n, "documents": args.docs,
+    print(json.dumps({"bench": "filter", "candidates": n, "windows": len({key for key, *_ in items}),
                       "ours_candidates_per_s": round(n / ours.seconds, 2),
                       "naive_candidates_per_s": round(n / naive.seconds, 2),
                       "speedup": round(naive.seconds / ours.seconds, 2), "target": 5,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROMPTS_DIR = REPO_ROOT / "prompts"
+DEMO_CORPUS = Path(__file__).resolve().parent / "data" / "demo_corpus.jsonl"  # six short documents
 
 DEFAULT_LM = "smollm2-135m-instruct"
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"

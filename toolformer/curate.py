@@ -54,15 +54,27 @@ class Pipeline:
     def ingest(self) -> dict:
         return self.run.ingest(self.args.corpus, self.args.limit, self.args.skip_bad)
 
-    def sample(self, tool: Tool) -> dict:
+    def retrieved_docs(self, tools: list[Tool]) -> dict[str, set[str]] | None:
+        """With --tool-retriever: for each tool, the documents that rank it among their top K."""
+        ref = getattr(self.args, "tool_retriever", None)
+        if not ref:
+            return None
+        from .retriever import rank_tools
+        docs = self.run.documents()
+        ranked = rank_tools(ref, [d.text[:2000] for d in docs], tools, self.args.tools_per_doc)
+        return {t.key: {d.id for d, names in zip(docs, ranked) if t.name in names} for t in tools}
+
+    def sample(self, tool: Tool, only_docs: set[str] | None = None) -> dict:
         from .sample import SampleSettings, sample_tool
         a = self.args
         settings = SampleSettings(
             model=a.model, syntax=a.syntax, window=a.window, seed=a.seed,
             tau_s=per_tool(a.tau_s, float, tool, tool.tau_s), k=per_tool(a.k, int, tool, tool.k),
-            m=per_tool(a.m, int, tool, tool.m), max_new_tokens=a.max_new_tokens, chunk_docs=a.chunk_docs)
+            m=per_tool(a.m, int, tool, tool.m), max_new_tokens=a.max_new_tokens, chunk_docs=a.chunk_docs,
+            tool_retriever=getattr(a, "tool_retriever", None),
+            tools_per_doc=a.tools_per_doc if getattr(a, "tool_retriever", None) else None)
         return self._timed(f"sample/{tool.key}", lambda: sample_tool(self.run, self.lm, tool, self.syntax,
-                                                                     settings, self.progress))
+                                                                     settings, self.progress, only_docs))
 
     def execute(self, tool: Tool) -> dict:
         from .execute import execute_tool
@@ -106,7 +118,7 @@ def _summarise(pipe: Pipeline, per_stage: dict[str, dict], ingest: dict | None) 
         table.add_column(key.replace("_", " "), justify="right")
     for tool, counts in tools.items():
         table.add_row(tool, *(str(counts.get(k, "")) for k in SUMMARY_KEYS))
-    console = Console(file=sys.stderr)
+    console = Console(file=sys.stderr, width=max(120, Console(file=sys.stderr).width))
     if ingest:
         console.print(f"documents: {ingest['documents']} read, {ingest['skipped_empty']} empty skipped, "
                       f"{ingest['skipped_bad']} bad lines skipped")
@@ -136,9 +148,11 @@ def cmd_filter(args) -> dict:
 def cmd_curate(args) -> dict:
     pipe = Pipeline(args)
     ingest = pipe.ingest()
+    tools = _tools(args)
+    chosen = pipe.retrieved_docs(tools)
     stages = {}
-    for tool in _tools(args):
-        stages[f"sample/{tool.key}"] = pipe.sample(tool)
+    for tool in tools:
+        stages[f"sample/{tool.key}"] = pipe.sample(tool, chosen[tool.key] if chosen else None)
         stages[f"execute/{tool.key}"] = pipe.execute(tool)
         stages[f"filter/{tool.key}"] = pipe.filter(tool)
     return _summarise(pipe, stages, ingest)
@@ -174,4 +188,8 @@ def add_commands(sub, command) -> None:
     _common(command(sub, "sample", cmd_sample, "sample API calls for a tool (writes candidates.jsonl)"), True, "tool")
     _common(command(sub, "execute", cmd_execute, "run the sampled calls (writes executed.jsonl)"), False, "tool")
     _common(command(sub, "filter", cmd_filter, "score calls by loss reduction (writes scored.jsonl)"), False, "tool")
-    _common(command(sub, "curate", cmd_curate, "sample, execute and filter for several tools"), True, "tools")
+    p = command(sub, "curate", cmd_curate, "sample, execute and filter for several tools")
+    _common(p, True, "tools")
+    p.add_argument("--tool-retriever", help="prompt each document only with the tools this retriever ranks "
+                                            "highest: a folder from `toolformer retriever train`, all-minilm-l6-v2 or bm25")
+    p.add_argument("--tools-per-doc", type=int, default=2, help="tools per document with --tool-retriever")

@@ -35,6 +35,8 @@ class SampleSettings:
     temperature: float = 1.0
     chunk_docs: int = 8        # documents per committed chunk (the unit of resumption)
     windows_per_pass: int = 8  # windows whose KV caches are held at once
+    tool_retriever: str | None = None  # documents were chosen for this tool by a retriever
+    tools_per_doc: int | None = None
 
 
 @dataclass
@@ -144,7 +146,8 @@ class Sampler:
 
 
 def sample_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, settings: SampleSettings,
-                progress: bool = True) -> dict:
+                progress: bool = True, only_docs: set[str] | None = None) -> dict:
+    """Sample candidates for every document (or those in `only_docs`: a tool retriever's choice)."""
     out_dir = run.tool_dir(tool.key)
     path = out_dir / "candidates.jsonl"
     run.check_config(f"stages.sample/{tool.key}.config", asdict(settings) | {"prompt": load_prompt(tool)},
@@ -163,6 +166,9 @@ def sample_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, setting
         counts["documents"] = len(chunk)
         records = []
         for doc in chunk:
+            if only_docs is not None and doc.id not in only_docs:
+                counts["documents_not_retrieved"] += 1
+                continue
             windows = document_windows(lm, doc, settings.window)
             counts["windows"] += len(windows)
             if tool.heuristic is not None:
@@ -185,5 +191,5 @@ def sample_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, setting
     return totals
 
 
-COUNT_KEYS = ("documents", "documents_heuristic", "windows", "windows_heuristic", "positions", "samples",
+COUNT_KEYS = ("documents", "documents_not_retrieved", "documents_heuristic", "windows", "windows_heuristic", "positions", "samples",
               "unclosed", "unparseable", "duplicates", "candidates")

@@ -1,0 +1,97 @@
+"""Finetuning on a built corpus with a tiny Llama: loss goes down, resume continues exactly, masking."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_llama
+from test_build import scored
+from toolformer.build import build_augmented
+from toolformer.finetune import PadCollator, finetune, tokenize
+from toolformer.generate import load_model
+from toolformer.records import dumps
+from toolformer.syntax import TOOLFORMER
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("tiny")
+    tiny_llama(len(tokenizer), layers=1).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """12 documents with one Calculator call each, built (2 held out)."""
+    path = tmp_path_factory.mktemp("run")
+    (path / "manifest.json").write_text(json.dumps({"config": {"syntax": "toolformer"}}))
+    docs, calls = [], []
+    for i in range(12):
+        a, b = 10 + i, 40 + 3 * i
+        text = f"Of {b} people, {a} passed: {round(100 * a / b)}%."
+        docs.append({"id": f"d{i}", "text": text, "meta": {}})
+        calls.append(scored(f"d{i}", "calculator", text.index(": ") + 1, f"{a} / {b}", f"{a / b:.2f}", 1.0))
+    (path / "documents.jsonl").write_text("".join(dumps(d) + "\n" for d in docs))
+    (path / "calculator").mkdir()
+    (path / "calculator" / "scored.jsonl").write_text("".join(dumps(c) + "\n" for c in calls))
+    build_augmented(path, heldout=1 / 6)
+    return path
+
+
+SETTINGS = dict(max_steps=4, batch_size=4, eval_steps=2, max_length=64, lr=5e-2, progress=False)
+
+
+def mean_loss(model, tokenizer, texts) -> float:
+    rows = tokenize(texts, tokenizer, TOOLFORMER, 64, False, {"truncated": 0, "masked_tokens": 0})
+    batch = PadCollator(tokenizer.pad_token_id)(rows)
+    with torch.no_grad():
+        return model(**batch).loss.item()
+
+
+def test_training_lowers_the_loss_and_saves_adapter_and_merged(run, tiny_dir, tmp_path):
+    figures = finetune(run, tiny_dir, out_dir=tmp_path / "m", merge=True, **SETTINGS)
+    assert figures["steps"] == 4 and figures["train_documents"] == 10 and figures["validation_documents"] == 2
+    assert figures["best_checkpoint"] in ("checkpoint-2", "checkpoint-4") and figures["tokens_per_second"] > 0
+    texts = [json.loads(line)["text"] for line in open(run / "augmented" / "train.jsonl")]
+    base, tok = load_model(tiny_dir)
+    tuned, _ = load_model(None, figures["adapter"])  # the base model is recorded beside the adapter
+    before, after = mean_loss(base, tok, texts), mean_loss(tuned, tok, texts)
+    assert after < before - 0.5
+    merged, _ = load_model(figures["merged"])
+    assert mean_loss(merged, tok, texts) == pytest.approx(after, abs=1e-4)
+
+
+def test_resume_continues_where_it_stopped(run, tiny_dir, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    class StopAfterTwo(TrainerCallback):  # a run killed after its step-2 checkpoint
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == 2
+
+    straight = finetune(run, tiny_dir, out_dir=tmp_path / "a", **SETTINGS)
+    cut = finetune(run, tiny_dir, out_dir=tmp_path / "b", callbacks=[StopAfterTwo()], **SETTINGS)
+    assert cut["steps"] == 2
+    resumed = finetune(run, tiny_dir, out_dir=tmp_path / "b", resume=True, **SETTINGS)
+    assert (straight["steps"], resumed["steps"], resumed["resumed_from"]) == (4, 4, "checkpoint-2")
+    assert resumed["tokens_seen"] == straight["tokens_seen"] and resumed["tokens_per_second"] > 0
+    a = load_file(tmp_path / "a" / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "b" / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    fresh = load_file(tmp_path / "b" / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors")
+    assert not all(torch.allclose(a[k], fresh[k]) for k in a)  # steps 3-4 did change the weights
+
+
+def test_mask_results_removes_exactly_the_result_tokens(tokenizer):
+    text = "400 passed [Calculator(400 / 1400) → 0.29] 29%, [Calendar() → Today is May 1, 2020.] now"
+    counts = {"truncated": 0, "masked_tokens": 0}
+    (row,) = tokenize([text], tokenizer, TOOLFORMER, 512, True, counts)
+    masked = [t for t, label in zip(row["input_ids"], row["labels"]) if label == -100]
+    # [0] is the start token; a token that overlaps a result is masked whole (" Today", ".]")
+    assert tokenizer.decode(masked[1:]) == "0.29 Today is May 1, 2020.]"
+    assert masked[0] == row["input_ids"][0] and counts["masked_tokens"] == len(masked) - 1
+    (plain,) = tokenize([text], tokenizer, TOOLFORMER, 512, False, counts)
+    assert plain["labels"][1:] == plain["input_ids"][1:] and plain["input_ids"][-1] == tokenizer.eos_token_id
