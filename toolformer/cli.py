@@ -16,6 +16,9 @@ COMMAND_MODULES = (
     "toolformer.tool_cmd",
     "toolformer.curate",
     "toolformer.demo",
+    "toolformer.report",
+    "toolformer.retriever",
+    "toolformer.build", "toolformer.finetune", "toolformer.generate", "toolformer.evaluate",
 )
 
 

@@ -35,7 +35,7 @@ def cmd_demo(args) -> dict:
            "--m", "calculator=4,calendar=2,wikisearch=2,qa=2", "--tau-f", str(args.tau_f), *quiet])
     _step(["report", *where])
     _step(["build", *where, "--keep-uncalled-rate", "1", "--heldout", "0.34"])
-    adapter = str(Path(runs) / run / "model")
+    adapter = str(Path(runs) / run / "model" / "adapter")
     _step(["finetune", *where, "--max-steps", str(args.steps), "--eval-steps", str(max(1, args.steps // 2)),
            "--batch-size", "2", *quiet])
     data_dir = os.environ.get("TOOLFORMER_DATA") or str(REPO_ROOT.parent / "shared" / "data")
