@@ -43,6 +43,7 @@ def cmd_demo(args) -> dict:
     if (Path(data_dir) / "math" / "svamp.jsonl").exists():
         benchmarks.append(["--benchmark", "svamp", "--data-dir", data_dir, "--limit", str(args.limit)])
     table = str(Path(runs) / run / "results.md")
+    Path(table).unlink(missing_ok=True)  # eval appends rows: start this demo's table afresh
     for bench in benchmarks:
         _step(["eval", *bench, "--tools", "both", "--table", table, "--out", str(Path(runs) / run / "eval" / "base"),
                *quiet])
