@@ -106,24 +106,23 @@ class Sampler:
         seqs = [p + w.ids for p, w in zip(prompts, windows)]
         # p_i for i = 0..n-1 is read after P(x) + x_{1:i-1}: t runs from len(P) to len(P) + n - 1
         logp = self.lm.next_token_logprobs(seqs, [len(p) for p in prompts], self.markers, retain_cache=True)
-        jobs = []  # (window, position, marker, p_start, sample number)
-        for w, lp in zip(windows, logp):
+        jobs = []  # (window, its prompt, position, marker, p_start, sample number)
+        for w, prompt, lp in zip(windows, prompts, logp):
             best = lp[:len(w.ids)].max(axis=1)
             which = lp[:len(w.ids)].argmax(axis=1)
             p = np.exp(best).tolist()
             positions = top_positions(p, self.s.tau_s, self.s.k)
             counts["positions"] += len(positions)
-            jobs += [(w, i, self.markers[int(which[i])], p[i], j) for i in positions for j in range(self.s.m)]
-        prefix_of = {id(w): pr for w, pr in zip(windows, prompts)}
+            jobs += [(w, prompt, i, self.markers[int(which[i])], p[i], j) for i in positions for j in range(self.s.m)]
         samples = self.lm.sample(
-            [prefix_of[id(w)] + w.ids[:i] + self.openings[marker] for w, i, marker, _, _ in jobs],
-            [derive_seed(self.s.seed, w.doc.id, self.tool.key, w.index, i, j) for w, i, _, _, j in jobs],
+            [prompt + w.ids[:i] + self.openings[marker] for w, prompt, i, marker, _, _ in jobs],
+            [derive_seed(self.s.seed, w.doc.id, self.tool.key, w.index, i, j) for w, _, i, _, _, j in jobs],
             stop=self.syntax.stop_strings(), max_new_tokens=self.s.max_new_tokens,
             temperature=self.s.temperature)
         self.lm.release()
         counts["samples"] += len(samples)
         records, seen = [], set()
-        for (w, i, _, p_start, _), sample in zip(jobs, samples):
+        for (w, _, i, _, p_start, _), sample in zip(jobs, samples):
             if sample.stop is None:
                 counts["unclosed"] += 1
                 continue
