@@ -73,3 +73,13 @@ def test_sampler_records(tiny_backend):
     assert counts["samples"] == counts["unclosed"] + counts["unparseable"] + counts["duplicates"] + len(records)
     again = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings).run_windows(windows[::-1], dict(counts))
     assert sorted(map(str, records)) == sorted(map(str, again))  # seeds, not batches, decide samples
+
+
+def test_a_tool_without_input_gets_one_call_per_position(tiny_backend):
+    lm = tiny_backend
+    settings = SampleSettings(model="tiny", syntax="toolformer", window=16, tau_s=0.0, k=2, m=5, seed=1)
+    counts = dict.fromkeys(("positions", "samples", "unclosed", "unparseable", "duplicates"), 0)
+    windows = document_windows(lm, Document("d", TEXT, {"date": "2013-04-19"}), 16)
+    records = Sampler(lm, get_tool("calendar"), TOOLFORMER, settings).run_windows(windows, counts)
+    assert counts["positions"] == counts["samples"] == len(records) == 2 * len(windows)
+    assert {r["call"] for r in records} == {"[Calendar()]"} and {r["input"] for r in records} == {""}

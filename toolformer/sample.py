@@ -113,7 +113,13 @@ class Sampler:
             p = np.exp(best).tolist()
             positions = top_positions(p, self.s.tau_s, self.s.k)
             counts["positions"] += len(positions)
-            jobs += [(w, prompt, i, self.markers[int(which[i])], p[i], j) for i in positions for j in range(self.s.m)]
+            # a tool without input has one possible call per position: no sampling needed
+            draws = range(self.s.m) if self.tool.takes_input else range(1)
+            jobs += [(w, prompt, i, self.markers[int(which[i])], p[i], j) for i in positions for j in draws]
+        if not self.tool.takes_input:
+            self.lm.release()
+            counts["samples"] += len(jobs)
+            return [self._record(w, i, p_start, "") for w, _, i, _, p_start, _ in jobs]
         samples = self.lm.sample(
             [prompt + w.ids[:i] + self.openings[marker] for w, prompt, i, marker, _, _ in jobs],
             [derive_seed(self.s.seed, w.doc.id, self.tool.key, w.index, i, j) for w, _, i, _, _, j in jobs],
@@ -135,13 +141,15 @@ class Sampler:
                 counts["duplicates"] += 1
                 continue
             seen.add((w.doc.id, w.index, i, inp))
-            token_index = w.index * self.s.window + i
-            records.append({
-                "id": f"{w.doc.id}/{self.tool.key}/{token_index}/{hashlib.sha1(inp.encode()).hexdigest()[:8]}",
+            records.append(self._record(w, i, p_start, inp))
+        return records
+
+    def _record(self, w: Window, i: int, p_start: float, inp: str) -> dict:
+        token_index = w.index * self.s.window + i
+        return {"id": f"{w.doc.id}/{self.tool.key}/{token_index}/{hashlib.sha1(inp.encode()).hexdigest()[:8]}",
                 "doc_id": w.doc.id, "tool": self.tool.key, "window": w.index,
                 "position": w.char_starts[i], "token_index": token_index, "p_start": round(p_start, 6),
-                "input": inp, "call": self.syntax.render(self.tool.name, inp)})
-        return records
+                "input": inp, "call": self.syntax.render(self.tool.name, inp)}
 
 
 def sample_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, settings: SampleSettings,

@@ -37,6 +37,7 @@ class Tool:
     max_result_chars: int = 200
     options: Mapping = field(default_factory=dict)  # default executor options
     meta_keys: tuple[str, ...] = ()  # document metadata the executor reads (results are cached per value)
+    takes_input: bool = True         # False: the call is always Tool(), nothing to sample (Calendar)
 
     @property
     def key(self) -> str:

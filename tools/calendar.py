@@ -65,4 +65,5 @@ TOOL = Tool(
     heuristic=has_date,
     timeout_s=1.0,
     meta_keys=("date",),  # the result depends on the document's date, not only on the input
+    takes_input=False,
 )
