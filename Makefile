@@ -34,7 +34,7 @@ browser:
 	  echo "chromium could not be installed: the browser tests will be skipped"
 
 demo: setup
-	$(VENV)/bin/toolformer demo
+	$(VENV)/bin/toolformer demo $(if $(wildcard ../shared/data/math),--data-dir ../shared/data)
 
 bench: setup
 	for b in positions filter sample calculator_fuzz wikisearch; do $(PY) bench/$$b.py || exit 1; done

@@ -12,7 +12,7 @@ import shlex
 import time
 from pathlib import Path
 
-from .assets import DEMO_CORPUS, REPO_ROOT
+from .assets import DEMO_CORPUS
 
 
 def _step(argv: list[str]) -> None:
@@ -38,9 +38,9 @@ def cmd_demo(args) -> dict:
     adapter = str(Path(runs) / run / "model" / "adapter")
     _step(["finetune", *where, "--max-steps", str(args.steps), "--eval-steps", str(max(1, args.steps // 2)),
            "--batch-size", "2", *quiet])
-    data_dir = os.environ.get("TOOLFORMER_DATA") or str(REPO_ROOT.parent / "shared" / "data")
+    data_dir = args.data_dir or os.environ.get("TOOLFORMER_DATA")
     benchmarks = [["--benchmark", "dateset", "--limit", str(args.limit)]]
-    if (Path(data_dir) / "math" / "svamp.jsonl").exists():
+    if data_dir and (Path(data_dir) / "math" / "svamp.jsonl").exists():
         benchmarks.append(["--benchmark", "svamp", "--data-dir", data_dir, "--limit", str(args.limit)])
     table = str(Path(runs) / run / "results.md")
     Path(table).unlink(missing_ok=True)  # eval appends rows: start this demo's table afresh
@@ -65,4 +65,5 @@ def add_commands(sub, command) -> None:
     p.add_argument("--tau-f", default="0.5", help="filtering threshold (number or tool=value,...)")
     p.add_argument("--steps", type=int, default=20, help="finetuning steps")
     p.add_argument("--limit", type=int, default=20, help="examples per benchmark")
+    p.add_argument("--data-dir", help="benchmark data folder (default $TOOLFORMER_DATA): adds SVAMP to the evaluation")
     p.add_argument("--progress", action="store_true", help="show progress bars")
