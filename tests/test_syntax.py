@@ -1,4 +1,4 @@
-from toolformer.syntax import HW3, TOOLFORMER, Call, get_syntax
+from toolformer.syntax import HW3, TOOLFORMER, get_syntax
 
 TEXT = ("Out of 1400 participants, 400 (or [Calculator(400 / 1400) → 0.29] 29%) passed. "
         "[WikiSearch(Brown Act (California)) → The Ralph M. Brown Act is ...] It was "
@@ -53,4 +53,3 @@ def test_hw3_round_trip():
     for c in calls:
         assert text[c.span[0]:c.span[1]] == HW3.render_call(c)
     assert get_syntax("hw3").render("Calculator", "400/1400", "0.29") == "<<400/1400>>0.29"
-    assert Call("Calculator", "1").key() == ("Calculator", "1")

@@ -19,9 +19,6 @@ class Call:
     result: str | None = None  # None: e(c), no arrow; "": e(c, ε)
     span: tuple[int, int] | None = None  # character span in the parsed text
 
-    def key(self) -> tuple[str, str]:
-        return (self.tool, self.input)
-
 
 @dataclass(frozen=True)
 class CallSyntax:
