@@ -1,7 +1,8 @@
 """Position scoring against a bare forward pass over the same token batches.
 
-Ours: one pass per window over P(x) + x, LM head (and log-softmax) only at the positions of x,
-the start-marker probabilities read out. Bare: the model's own forward, logits everywhere.
+Ours: one pass per window over P(x) + x, the few-shot prompt every window shares encoded once
+(the backend's shared-prefix cache), LM head (and log-softmax) only at the positions of x, the
+start-marker probabilities read out. Bare: the model's own forward, logits everywhere.
 Prints one JSON line: tokens/s of both and their ratio (target ≥ 0.8).
 """
 from __future__ import annotations

@@ -12,7 +12,9 @@ batched sampling with automatic prefix caching) fits the same three methods, so 
 Speed, not shortcuts: sequences are sorted by length and packed into padded batches under a
 token budget; the LM head (a fifth of a forward pass for a 135M model) runs only at the rows
 whose logits are needed; the KV cache of a scoring pass is kept so that sampling at position i
-reuses the computed prefix P(x) + x_{1:i-1} instead of encoding it again for every sample.
+reuses the computed prefix P(x) + x_{1:i-1} instead of encoding it again for every sample; a
+long prefix that every row of a batch shares (the tool's few-shot prompt) is encoded once and its
+KV cache kept for the next batches, as vLLM's automatic prefix caching does.
 """
 from __future__ import annotations
 
@@ -76,6 +78,16 @@ def _length_batches(lengths: Sequence[int], max_tokens: int, max_rows: int = 256
     return batches
 
 
+def _common_prefix(seqs: Sequence[Sequence[int]], limit: int) -> int:
+    """Length of the longest prefix all sequences share, at most `limit`."""
+    n = min(limit, *(len(s) for s in seqs))
+    first = np.asarray(seqs[0][:n])
+    for s in seqs[1:]:
+        differ = np.flatnonzero(np.asarray(s[:n]) != first[:n])
+        n = int(differ[0]) if differ.size else n
+    return n
+
+
 def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(keys, values) per layer, each [batch, kv_heads, length, head_dim]."""
     if hasattr(cache, "layers"):  # transformers >= 4.56
@@ -98,6 +110,8 @@ class HFBackend(LMBackend):
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         self.start_ids = [start]
         self._retained: list[tuple[np.ndarray, list[tuple[torch.Tensor, torch.Tensor]]]] = []
+        # shared prefixes already encoded: token tuple -> KV layers of one row (weights are frozen)
+        self._prefix_kv: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @classmethod
     def from_ref(cls, model_ref: str, device: str | None = None, **kwargs) -> "HFBackend":
@@ -130,21 +144,57 @@ class HFBackend(LMBackend):
         """log-softmax of the LM head at the given hidden rows only, in fp32."""
         return torch.log_softmax(self.head(hidden).float(), dim=-1)
 
+    SHARED_MIN = 64      # tokens: a shorter shared prefix is not worth a pass of its own
+    SHARED_KEEP = 4      # shared prefixes kept (one per tool prompt in use)
+
+    def _shared_prefix(self, seqs: list[list[int]], limit: int):
+        """(tokens, KV layers) of the longest prefix (≤ limit) all the call's sequences share, if it
+        is ≥ SHARED_MIN tokens, else None. Encoded once and kept: the next call with the same
+        prefix reuses it. It depends on the call's sequences only, so a resumed run computes
+        exactly what an uninterrupted one does."""
+        if len(seqs) < 2:
+            return None
+        n = _common_prefix(seqs, limit)
+        if n < self.SHARED_MIN:
+            return None
+        key = tuple(seqs[0][:n])
+        if key not in self._prefix_kv:
+            out = self.body(input_ids=torch.tensor([key], device=self.device), use_cache=True)
+            if len(self._prefix_kv) >= self.SHARED_KEEP:
+                self._prefix_kv.pop(next(iter(self._prefix_kv)))
+            self._prefix_kv[key] = _cache_layers(out.past_key_values)
+        return key, self._prefix_kv[key]
+
+    def _forward(self, seqs: list[list[int]], shared, use_cache: bool):
+        """The decoder over a right-padded batch -> (hidden states of positions P.., P, ids, cache
+        layers or None), where the first P tokens of every row are the shared prefix's."""
+        from transformers import DynamicCache
+
+        ids, mask = self._padded(seqs)
+        if shared is None:
+            res = self.body(input_ids=ids, attention_mask=mask, use_cache=use_cache)
+            return res.last_hidden_state, 0, ids, _cache_layers(res.past_key_values) if use_cache else None
+        P, B = len(shared[0]), len(seqs)
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(shared[1]):
+            cache.update(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1), layer)
+        # positions continue after the prefix (right padding: every row's real tokens start at P)
+        res = self.body(input_ids=ids[:, P:], attention_mask=mask, past_key_values=cache, use_cache=True)
+        return res.last_hidden_state, P, ids, _cache_layers(res.past_key_values) if use_cache else None
+
     @torch.inference_mode()
     def next_token_logprobs(self, sequences, first, token_ids, retain_cache=False):
         out: list[np.ndarray | None] = [None] * len(sequences)
         if retain_cache:
             self._retained = []
         cols = torch.tensor(token_ids, device=self.device)
+        shared = self._shared_prefix(sequences, min(first) - 1)  # rows first-1.. must be computed
         for batch in _length_batches([len(s) for s in sequences], self.max_batch_tokens):
-            ids, mask = self._padded([sequences[i] for i in batch])
-            res = self.body(input_ids=ids, attention_mask=mask, use_cache=retain_cache)
-            hidden = res.last_hidden_state
-            layers = _cache_layers(res.past_key_values) if retain_cache else None
+            hidden, P, _, layers = self._forward([sequences[i] for i in batch], shared, retain_cache)
             for r, i in enumerate(batch):
                 n = len(sequences[i])
                 # p(token | s[:t]) is read at hidden row t-1
-                rows = hidden[r, first[i] - 1:n]
+                rows = hidden[r, first[i] - 1 - P:n - P]
                 out[i] = self._head_logprobs(rows)[:, cols].cpu().numpy()
                 if retain_cache:
                     self._retained.append((np.asarray(sequences[i]),
@@ -154,14 +204,14 @@ class HFBackend(LMBackend):
     @torch.inference_mode()
     def token_logprobs(self, sequences, targets):
         out: list[np.ndarray | None] = [None] * len(sequences)
+        shared = self._shared_prefix(sequences, min((min(t) for t in targets if t), default=1) - 1)
         for batch in _length_batches([len(s) for s in sequences], self.max_batch_tokens):
-            ids, mask = self._padded([sequences[i] for i in batch])
-            hidden = self.body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            hidden, P, ids, _ = self._forward([sequences[i] for i in batch], shared, False)
             # gather every needed row of the batch, one LM-head call for all of them
             rows, want = [], []
             for r, i in enumerate(batch):
                 t = torch.tensor(targets[i], dtype=torch.long, device=self.device)
-                rows.append(hidden[r, t - 1])
+                rows.append(hidden[r, t - 1 - P])
                 want.append(ids[r, t])
             logp = self._head_logprobs(torch.cat(rows))
             picked = logp.gather(1, torch.cat(want)[:, None])[:, 0].cpu().numpy()

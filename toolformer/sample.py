@@ -171,19 +171,21 @@ def sample_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, setting
             continue
         counts = dict.fromkeys(COUNT_KEYS, 0)
         counts["documents"] = len(chunk)
-        records = []
+        windows = []  # the chunk's windows, batched across documents
         for doc in chunk:
             if only_docs is not None and doc.id not in only_docs:
                 counts["documents_not_retrieved"] += 1
                 continue
-            windows = document_windows(lm, doc, settings.window)
-            counts["windows"] += len(windows)
+            doc_windows = document_windows(lm, doc, settings.window)
+            counts["windows"] += len(doc_windows)
             if tool.heuristic is not None:
-                windows = [w for w in windows if tool.heuristic(w.text, doc.meta)]
-            counts["windows_heuristic"] += len(windows)
-            counts["documents_heuristic"] += bool(windows)
-            for a in range(0, len(windows), settings.windows_per_pass):
-                records += sampler.run_windows(windows[a:a + settings.windows_per_pass], counts)
+                doc_windows = [w for w in doc_windows if tool.heuristic(w.text, doc.meta)]
+            counts["windows_heuristic"] += len(doc_windows)
+            counts["documents_heuristic"] += bool(doc_windows)
+            windows += doc_windows
+        records = []
+        for a in range(0, len(windows), settings.windows_per_pass):
+            records += sampler.run_windows(windows[a:a + settings.windows_per_pass], counts)
         counts["candidates"] = len(records)
         writer.commit(key, records, counts=counts)
         bar.update(len(chunk))
