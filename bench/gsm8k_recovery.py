@@ -55,10 +55,17 @@ def score(run_dir: Path, model: str) -> dict:
             found.update(match)
         out[f"tau_f={tau}"] = {"kept": len(kept), "precision": round(hits / len(kept), 3) if kept else None,
                                "recall": round(len(found) / total_gold, 3), "recovered": len(found)}
-    # an upper bound: gold annotations some candidate matched before filtering
-    any_hit = {(r["doc_id"], g) for r in scored for g, (t, v) in enumerate(gold[r["doc_id"]])
-               if abs(t - r["token_index"]) <= 1 and v is not None and number(r["result"]) == v}
-    out["recoverable_by_candidates"] = len(any_hit)
+    # where the funnel loses them, before filtering: gold annotations with a candidate at their place
+    # (any call), with a candidate of their result (anywhere in the document), and with both at once
+    place, value, both = set(), set(), set()
+    for r in scored:
+        for g, (t, v) in enumerate(gold[r["doc_id"]]):
+            near, same = abs(t - r["token_index"]) <= 1, v is not None and number(r["result"]) == v
+            place.update([(r["doc_id"], g)] if near else [])
+            value.update([(r["doc_id"], g)] if same else [])
+            both.update([(r["doc_id"], g)] if near and same else [])
+    out |= {"gold_places_proposed": len(place), "gold_results_proposed": len(value),
+            "recoverable_by_candidates": len(both)}
     return out
 
 

@@ -217,11 +217,11 @@ def test_gorilla_style_tool_set_and_queries(tmp_path):
         R.read_tool_set(api)
 
 
-def scored(doc_id: str, position: int, tool: str, kept: bool, n: int) -> dict:
+def scored(doc_id: str, position: int, tool: str, kept: bool, n: int, usefulness: float = 1.0) -> dict:
     return {"id": f"c{n}", "doc_id": doc_id, "tool": tool, "window": 0, "position": position, "token_index": 0,
             "p_start": 0.5, "input": "1+1", "call": f"[{tool}(1+1)]", "result": "2", "error": None,
             "latency_ms": 1.0, "loss_plus": 1.0, "loss_no_call": 2.0, "loss_no_result": 2.0, "loss_minus": 2.0,
-            "usefulness": 1.0, "kept": kept, "reason": None}
+            "usefulness": usefulness, "kept": kept, "reason": None}
 
 
 def test_kept_call_queries_from_a_run(tmp_path, capsys):
@@ -233,18 +233,28 @@ def test_kept_call_queries_from_a_run(tmp_path, capsys):
                                           dumps({"id": "d2", "text": "Short one.", "meta": {}})])
     write_lines(run / "calculator" / "scored.jsonl", [
         dumps(scored("d1", 513, "Calculator", True, 1)), dumps(scored("d1", 513, "Calculator", True, 2)),
-        dumps(scored("d1", 520, "Calculator", False, 3)), dumps(scored("d2", 6, "Calculator", True, 4))])
+        dumps(scored("d1", 520, "Calculator", False, 3, usefulness=0.3)),
+        dumps(scored("d1", 525, "Calculator", False, 6, usefulness=0.1)), dumps(scored("d2", 6, "Calculator", True, 4))])
     write_lines(run / "calendar" / "scored.jsonl", [dumps(scored("d1", 513, "Calendar", True, 5))])
     tools, _ = toy_data()
     queries = R.kept_call_queries("r1", tmp_path, tools, window_chars=400)
-    assert queries == [R.Query(text[113:513].strip(), frozenset({"Calculator", "Calendar"}), "d1"),
-                       R.Query("Short", frozenset({"Calculator"}), "d2")]
+    assert queries == [R.Query(text[113:513].strip(), frozenset({"Calculator", "Calendar"}), "r1/d1"),
+                       R.Query("Short", frozenset({"Calculator"}), "r1/d2")]
     assert queries[0].text.endswith("The total is")
+    # a usefulness floor instead of the run's kept flag: 520 (0.3) comes in, 525 (0.1) does not
+    loose = R.kept_call_queries("r1", tmp_path, tools, window_chars=400, min_usefulness=0.25)
+    assert [len(q.text) for q in loose] == [len(text[113:513].strip()), len(text[120:520].strip()), 5]
     # the CLI on the same run, against the registered tools, with BM25 only
     from toolformer.cli import main
     assert main(["retriever", "eval", "--run", "r1", "--runs-dir", str(tmp_path), "--retriever", "bm25", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (figures["queries"], figures["tools"], list(figures["results"])) == (2, 4, ["bm25"])
+    assert figures["queries_per_tool"] == {"Calculator": 2, "Calendar": 1}
+    # runs pool: the same run twice gives every query twice, each keyed by its run
+    (tmp_path / "r2").symlink_to(run)
+    assert main(["retriever", "eval", "--run", "r1", "--run", "r2", "--runs-dir", str(tmp_path),
+                 "--retriever", "bm25", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["queries"] == 4
     write_lines(run / "calendar" / "scored.jsonl", [dumps(scored("d9", 1, "Calendar", True, 5))])
     with pytest.raises(BadRecord, match=r"calendar/scored\.jsonl:1: doc_id 'd9' is not in"):
         R.kept_call_queries("r1", tmp_path, tools)

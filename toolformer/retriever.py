@@ -22,6 +22,7 @@ import random
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -146,9 +147,11 @@ def read_queries(path: str | Path, tools: ToolSet, skip_bad: bool = False,
     return queries
 
 
-def kept_call_queries(run_name: str, runs_dir: str | Path, tools: ToolSet,
-                      window_chars: int = WINDOW_CHARS) -> list[Query]:
-    """One query per (document, position) with a kept call: the text before it -> its tool(s)."""
+def kept_call_queries(run_name: str, runs_dir: str | Path, tools: ToolSet, window_chars: int = WINDOW_CHARS,
+                      min_usefulness: float | None = None) -> list[Query]:
+    """One query per (document, position) with a kept call: the text before it -> its tool(s).
+    With min_usefulness, every scored call whose usefulness reaches it counts as kept instead (a
+    run filtered at a high τ_f keeps too few calls to train on)."""
     from .runs import Run
     run = Run(run_name, runs_dir)
     docs = {d.id: d.text for d in run.documents()}
@@ -156,7 +159,9 @@ def kept_call_queries(run_name: str, runs_dir: str | Path, tools: ToolSet,
     relevant: dict[tuple[str, int], set[str]] = {}
     for path in sorted(run.path.glob("*/scored.jsonl")):
         for number, rec in read_jsonl(path, SCORED):
-            if not rec["kept"]:
+            chosen = rec["kept"] if min_usefulness is None else (rec["usefulness"] is not None
+                                                                 and rec["usefulness"] >= min_usefulness)
+            if not chosen:
                 continue
             if rec["doc_id"] not in docs:
                 raise BadRecord(path, number, f"doc_id {rec['doc_id']!r} is not in {run.documents_path}")
@@ -168,7 +173,7 @@ def kept_call_queries(run_name: str, runs_dir: str | Path, tools: ToolSet,
     queries = []
     for (doc_id, position), names in sorted(relevant.items()):
         text = docs[doc_id][max(0, position - window_chars):position]
-        queries.append(Query(text.strip() or "(start of document)", frozenset(names), doc_id))
+        queries.append(Query(text.strip() or "(start of document)", frozenset(names), f"{run_name}/{doc_id}"))
     return queries
 
 
@@ -630,7 +635,8 @@ def _tools(args) -> tuple[ToolSet, int]:
 
 def _queries(args, tools: ToolSet, held_out: bool, stats: ReadStats) -> list[Query]:
     if args.run:
-        queries = kept_call_queries(args.run, args.runs_dir, tools, args.window_chars)
+        queries = [q for run in args.run
+                   for q in kept_call_queries(run, args.runs_dir, tools, args.window_chars, args.min_usefulness)]
     else:
         queries = read_queries(args.queries, tools, args.skip_bad, stats)
     return subsample(split(queries, args.holdout, held_out), args.limit, args.seed)
@@ -678,13 +684,15 @@ def cmd_eval(args) -> dict:
     results = {args.retriever: evaluate(load_retriever(args.retriever), tools, queries)}
     if args.retriever != BM25.name:
         results[BM25.name] = evaluate(BM25, tools, queries)
+    per_tool = dict(sorted(Counter(n for q in queries for n in q.relevant).items())) if args.run else {}
     cols = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")
-    print(f"{len(queries)} queries, {len(tools)} tools" + (f" ({repeated} repeated names merged)" if repeated else "")
+    print(f"{len(queries)} queries" + (f" ({', '.join(f'{n} {c}' for n, c in per_tool.items())})" if per_tool else "")
+          + f", {len(tools)} tools" + (f" ({repeated} repeated names merged)" if repeated else "")
           + (f", {stats.skipped_bad} bad lines skipped" if stats.skipped_bad else ""))
     print(f"{'retriever':<40}" + "".join(f"{c:>10}" for c in cols))
     for name, m in results.items():
         print(f"{name[-40:]:<40}" + "".join(f"{m[c]:>10.4f}" for c in cols))
-    return {"queries": len(queries), "tools": len(tools), "repeated_tool_names": repeated,
+    return {"queries": len(queries), "queries_per_tool": per_tool, "tools": len(tools), "repeated_tool_names": repeated,
             "skipped_bad": stats.skipped_bad, "skipped_examples": stats.examples, "results": results}
 
 
@@ -705,7 +713,10 @@ def add_commands(sub, command) -> None:
     def data_options(p, what: str) -> None:
         p.add_argument("--tools", help=tools_help)
         p.add_argument("--queries", help="JSONL {query, tool} or APIBench records {code, api_call}")
-        p.add_argument("--run", help="a curated run: its kept calls become (text before call -> tool)")
+        p.add_argument("--run", action="append",
+                       help="a curated run: its kept calls become (text before call -> tool); repeatable")
+        p.add_argument("--min-usefulness", type=float,
+                       help="with --run: take every scored call with usefulness ≥ this instead of the kept ones")
         p.add_argument("--runs-dir", default="runs", help="folder holding runs (default: runs)")
         p.add_argument("--window-chars", type=int, default=WINDOW_CHARS, help="characters before a call")
         p.add_argument("--holdout", type=float, default=0.0,
