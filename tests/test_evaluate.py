@@ -188,6 +188,14 @@ def test_evaluate_end_to_end_writes_records_summary_and_table(tmp_path, tokenize
         assert len(rows) == 4 and sum(r["correct"] for r in rows) == round(4 * summary[f"accuracy_tools_{mode}"])
         assert set(rows[0]) >= {"prompt", "output", "answer", "parsed", "gold", "correct", "calls"}
     assert json.loads((tmp_path / "eval" / "svamp.summary.json").read_text())["n"] == 4
+    # a tool retriever offers each example its top tool only; every on-record says which
+    picked = evaluate("svamp", str(model_dir), data_file=data, limit=2, tools="on", max_new_tokens=4,
+                      out_dir=tmp_path / "eval3", progress=False, tool_retriever="bm25", tools_per_input=1)
+    assert (picked["tool_retriever"], picked["tools_per_input"]) == ("bm25", 1)
+    assert "calls_not_offered" in picked["tools_on"]
+    rows = [json.loads(line) for line in open(tmp_path / "eval3" / "svamp.tools-on.jsonl")]
+    assert [len(r["tools_offered"]) for r in rows] == [1, 1]
+    assert all(set(r["tools_offered"]) <= set(picked["tools_allowed"]) for r in rows)
     evaluate("svamp", str(model_dir), data_file=data, limit=2, tools="off", max_new_tokens=4,
              out_dir=tmp_path / "eval2", table=table, progress=False)
     lines = table.read_text().splitlines()

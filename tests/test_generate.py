@@ -6,7 +6,7 @@ import pytest
 
 from conftest import tiny_llama
 from tools import Tool
-from toolformer.generate import ToolBox, ToolDecoder, marker_token_ids
+from toolformer.generate import ToolBox, ToolDecoder, marker_token_ids, offer_tools
 from toolformer.syntax import HW3, TOOLFORMER
 
 
@@ -186,3 +186,25 @@ def test_batched_equals_one_by_one(base, tokenizer):
     # a row that follows the script calls, ends early with EOS and leaves the batch; one runs to the cap
     lengths = sorted(g.new_tokens for g in one)
     assert any(g.calls for g in one) and lengths[0] < lengths[-1] == 24
+
+
+def test_a_tool_not_offered_for_the_input_is_not_run(base, tokenizer):
+    tool, log = counting_tool("Calculator", "2")
+    script = " [Calculator(1 + 1) → 2]"
+    (gen,) = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, ToolBox([tool])).generate(
+        ["x"], max_new_tokens=20, offered=[frozenset({"Calendar"})])
+    assert log == [] and gen.calls == [{"tool": "Calculator", "input": "1 + 1", "result": None,
+                                        "error": "tool Calculator was not offered for this input"}]
+    (gen,) = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, ToolBox([tool])).generate(
+        ["x"], max_new_tokens=20, offered=[frozenset({"Calculator"})])
+    assert log == [("1 + 1", {})] and gen.calls[0]["result"] == "2"
+
+
+def test_offer_tools_takes_the_retrievers_top_k_of_the_toolbox():
+    from toolformer.retriever import rank_tools
+    box = ToolBox(["calculator", "calendar", "wikisearch"])
+    texts = ["What day of the week is today?", "How much is 17 times 23?"]
+    offered = offer_tools("bm25", texts, box, 2)
+    assert offered == [frozenset(r) for r in rank_tools("bm25", texts, list(box.tools.values()), 2)]
+    assert all(len(o) == 2 and o <= {"Calculator", "Calendar", "WikiSearch"} for o in offered)
+    assert offer_tools(None, texts, box, 2) is None and offer_tools("bm25", texts, None, 2) is None

@@ -22,7 +22,7 @@ from pathlib import Path
 from tools import TOOL_MODULES, get_tool
 from .assets import DEFAULT_LM
 from .benchmarks import BENCHMARKS, Example, get_benchmark, load_examples, score
-from .generate import ToolBox, ToolDecoder, adapter_info, load_model
+from .generate import ToolBox, ToolDecoder, add_retriever_options, adapter_info, load_model, offer_tools
 from .records import write_jsonl_atomic
 from .syntax import get_syntax
 
@@ -35,25 +35,28 @@ def _slug(text: str) -> str:
 
 
 def run_mode(decoder: ToolDecoder, examples: list[Example], max_new_tokens: int, batch_size: int,
-             progress: bool) -> tuple[list[dict], dict]:
-    """Records and figures for one decoding mode."""
+             progress: bool, offered: list[frozenset[str]] | None = None) -> tuple[list[dict], dict]:
+    """Records and figures for one decoding mode (offered: per example, the tools it may call)."""
     t0 = time.perf_counter()
     gens = decoder.generate([e.prompt for e in examples], [e.meta for e in examples], max_new_tokens,
-                            batch_size, stop_at_newline=True, progress=progress)
+                            batch_size, stop_at_newline=True, progress=progress, offered=offered)
     seconds = time.perf_counter() - t0
-    records, per_tool, errors, correct, with_call = [], Counter(), 0, 0, 0
-    for ex, gen in zip(examples, gens):
+    records, per_tool, errors, not_offered, correct, with_call = [], Counter(), 0, 0, 0, 0
+    for i, (ex, gen) in enumerate(zip(examples, gens)):
         ok, parsed = score(ex, gen.answer)
         correct += ok
         with_call += bool(gen.calls)
         per_tool.update(c["tool"] or "unparsed" for c in gen.calls)
         errors += sum(c["error"] is not None for c in gen.calls)
+        not_offered += sum(c["tool"] is not None and c["tool"].lower() not in {t.lower() for t in offered[i]}
+                           for c in gen.calls) if offered else 0
         records.append({"id": ex.id, "prompt": ex.prompt, "output": gen.output, "answer": gen.answer,
                         "parsed": parsed, "gold": list(ex.gold), "correct": ok, "calls": gen.calls,
-                        "meta": ex.meta})
+                        "meta": ex.meta} | ({"tools_offered": sorted(offered[i])} if offered else {}))
     n = max(len(examples), 1)
     figures = {"accuracy": round(correct / n, 4), "correct": correct, "call_rate": round(with_call / n, 4),
                "calls_per_tool": dict(sorted(per_tool.items())), "call_errors": errors,
+               "calls_not_offered": not_offered,
                "false_starts": sum(g.false_starts for g in gens), "seconds": round(seconds, 1),
                "new_tokens": sum(g.new_tokens for g in gens)}
     return records, figures
@@ -64,7 +67,8 @@ def evaluate(benchmark: str, model: str | None = None, adapter: str | Path | Non
              split: str | None = None, limit: int | None = None, tools: str = "both", allow_tools=None,
              top_k: int = 10, max_calls: int = 1, batch_size: int = 16, max_new_tokens: int | None = None,
              syntax: str | None = None, out_dir: str | Path | None = None, table: str | Path | None = None,
-             seed: int = 0, progress: bool = True) -> dict:
+             seed: int = 0, progress: bool = True, tool_retriever: str | None = None,
+             tools_per_input: int = 1) -> dict:
     """Run one benchmark with tools on and/or off; write records and a summary; return the summary."""
     if tools not in ("on", "off", "both"):
         raise ValueError(f"--tools must be on, off or both, not {tools!r}")
@@ -85,12 +89,15 @@ def evaluate(benchmark: str, model: str | None = None, adapter: str | Path | Non
 
     summary = {"benchmark": benchmark, "model": model_ref, "adapter": str(adapter) if adapter else None,
                "syntax": syntax_name, "n": len(examples), **info, "top_k": top_k, "max_calls": max_calls,
-               "tools_allowed": allowed, "seed": seed}
+               "tools_allowed": allowed, "seed": seed, "tool_retriever": tool_retriever,
+               "tools_per_input": tools_per_input if tool_retriever else None}
     modes = ("off", "on") if tools == "both" else (tools,)
     for mode in modes:
         toolbox = ToolBox(allowed) if mode == "on" else None
         decoder = ToolDecoder(lm, tok, get_syntax(syntax_name), toolbox, top_k, max_calls)
-        records, figures = run_mode(decoder, examples, max_new_tokens or bench.max_new_tokens, batch_size, progress)
+        offered = offer_tools(tool_retriever, [e.prompt for e in examples], toolbox, tools_per_input)
+        records, figures = run_mode(decoder, examples, max_new_tokens or bench.max_new_tokens, batch_size, progress,
+                                    offered)
         path = out_dir / f"{benchmark}.tools-{mode}.jsonl"
         write_jsonl_atomic(path, records)
         summary[f"accuracy_tools_{mode}"] = figures["accuracy"]
@@ -124,7 +131,8 @@ def cmd_eval(args) -> dict:
     summary = evaluate(args.benchmark, args.model, args.adapter, args.data_file, args.data_dir, args.hub, args.split,
                        args.limit, args.tools, args.allow_tools.split(",") if args.allow_tools else None,
                        args.top_k, args.max_calls, args.batch_size, args.max_new_tokens, args.syntax, args.out,
-                       args.table, args.seed, progress=not args.no_progress)
+                       args.table, args.seed, progress=not args.no_progress, tool_retriever=args.tool_retriever,
+                       tools_per_input=args.tools_per_input)
     on, off = summary.get("accuracy_tools_on"), summary.get("accuracy_tools_off")
     print(f"{summary['benchmark']} ({summary['n']} examples): "
           + (f"tools off {100 * off:.1f}%  " if off is not None else "")
@@ -158,3 +166,4 @@ def add_commands(sub, command) -> None:
     p.add_argument("--table", help="append a row to this markdown results table")
     p.add_argument("--seed", type=int, default=0, help="subset and dateset seed")
     p.add_argument("--no-progress", action="store_true")
+    add_retriever_options(p)

@@ -56,11 +56,15 @@ class ToolBox:
             self.tools[tool.name.lower()] = tool
         self._executors: dict[str, object] = {}
 
-    def run(self, name: str, input: str, meta: Mapping) -> tuple[str | None, str | None]:
-        """(result, error) of one call; never raises."""
+    def run(self, name: str, input: str, meta: Mapping,
+            offered: frozenset[str] | None = None) -> tuple[str | None, str | None]:
+        """(result, error) of one call; never raises. A tool outside `offered` (this input's share
+        of the toolbox, e.g. a retriever's top K) is not run."""
         tool = self.tools.get(name.lower())
         if tool is None:
             return None, f"tool {name!r} is not available here"
+        if offered is not None and tool.name not in offered:
+            return None, f"tool {tool.name} was not offered for this input"
         if tool.name not in self._executors:
             try:
                 self._executors[tool.name] = tool.make_executor(**tool.options)
@@ -111,8 +115,11 @@ class ToolDecoder:
         self.after_arrow = syntax.arrow[len(syntax.arrow.rstrip()):]
 
     def generate(self, prompts: Sequence[str], metas: Sequence[Mapping] | None = None, max_new_tokens: int = 64,
-                 batch_size: int = 8, stop_at_newline: bool = False, progress: bool = False) -> list[Generation]:
+                 batch_size: int = 8, stop_at_newline: bool = False, progress: bool = False,
+                 offered: Sequence[frozenset[str]] | None = None) -> list[Generation]:
+        """offered: per prompt, the names of the tools it may call (None: the whole toolbox)."""
         metas = metas or [{}] * len(prompts)
+        offered = offered or [None] * len(prompts)
         encoded = [sequence_start(self.tokenizer) + self.tokenizer.encode(p, add_special_tokens=False)
                    for p in prompts]
         # similar lengths together: less padding
@@ -121,7 +128,7 @@ class ToolDecoder:
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress, file=sys.stderr):
             outs = self._batch([encoded[i] for i in batch], [metas[i] for i in batch], max_new_tokens,
-                               stop_at_newline)
+                               stop_at_newline, [offered[i] for i in batch])
             for i, out in zip(batch, outs):
                 out.prompt = prompts[i]
                 results[i] = out
@@ -144,7 +151,7 @@ class ToolDecoder:
 
     @torch.inference_mode()
     def _batch(self, prompts: list[list[int]], metas: list[Mapping], max_new_tokens: int,
-               stop_at_newline: bool) -> list[Generation]:
+               stop_at_newline: bool, offered: list[frozenset[str] | None]) -> list[Generation]:
         B, tok = len(prompts), self.tokenizer
         pending = [list(p) for p in prompts]     # tokens to feed at the next step, per row
         next_pos = [0] * B
@@ -188,7 +195,7 @@ class ToolDecoder:
                     call_from[r] = len(generated[r]) - 1
                     starts[r] += 1
                 elif call_from[r] is not None:
-                    pending[r] += self._advance_call(r, generated, call_from, calls[r], metas[r])
+                    pending[r] += self._advance_call(r, generated, call_from, calls[r], metas[r], offered[r])
                 elif stop_at_newline and "\n" in tok.decode([token]) and tok.decode(generated[r]).strip():
                     done[r] = True
                 done[r] = done[r] or new_tokens[r] >= max_new_tokens
@@ -202,7 +209,7 @@ class ToolDecoder:
                              stop_at_newline) for r in range(B)]
 
     def _advance_call(self, r: int, generated: list[list[int]], call_from: list[int | None], calls: list[dict],
-                      meta: Mapping) -> list[int]:
+                      meta: Mapping, offered: frozenset[str] | None) -> list[int]:
         """Inside a call: at the arrow run the tool and return the result tokens to feed."""
         syntax = self.syntax
         text = self.tokenizer.decode(generated[r][call_from[r]:])
@@ -224,7 +231,7 @@ class ToolDecoder:
             call = {"tool": None, "input": text[body_at:at].strip(), "result": None, "error": "unparseable call"}
             result = ""
         else:
-            result, error = self.toolbox.run(parsed[0], parsed[1], meta)
+            result, error = self.toolbox.run(parsed[0], parsed[1], meta, offered)
             call = {"tool": parsed[0], "input": parsed[1], "result": result, "error": error}
             result = inline_result(result) if result is not None else ""
         calls.append(call)
@@ -286,23 +293,36 @@ def load_model(model: str | None, adapter: str | Path | None = None, device: str
     return lm.to(device).eval(), load_tokenizer(base)
 
 
+def offer_tools(retriever_ref: str | None, texts: Sequence[str], toolbox: ToolBox | None,
+                k: int) -> list[frozenset[str]] | None:
+    """Per text, the toolbox's k best tools by the retriever (None: no retriever, every tool)."""
+    if retriever_ref is None or toolbox is None:
+        return None
+    from .retriever import rank_tools
+    return [frozenset(names) for names in rank_tools(retriever_ref, list(texts), list(toolbox.tools.values()), k)]
+
+
 def generate(prompts: Sequence[str], model: str | None = None, adapter: str | Path | None = None,
              tools: Iterable[Tool | str] | None = TOOL_MODULES, syntax: str | None = None, top_k: int = 10,
              max_calls: int = 1, max_new_tokens: int = 64, batch_size: int = 8,
-             metas: Sequence[Mapping] | None = None, stop_at_newline: bool = False) -> list[Generation]:
-    """Greedy generations with live tool calls; tools=None decodes with tools off."""
+             metas: Sequence[Mapping] | None = None, stop_at_newline: bool = False,
+             tool_retriever: str | None = None, tools_per_input: int = 1) -> list[Generation]:
+    """Greedy generations with live tool calls; tools=None decodes with tools off. With a tool
+    retriever each prompt may call only its top `tools_per_input` tools."""
     lm, tok = load_model(model, adapter)
     syntax_name = syntax or adapter_info(adapter).get("syntax") or "toolformer"
-    decoder = ToolDecoder(lm, tok, get_syntax(syntax_name), ToolBox(tools) if tools is not None else None,
-                          top_k, max_calls)
-    return decoder.generate(prompts, metas, max_new_tokens, batch_size, stop_at_newline)
+    toolbox = ToolBox(tools) if tools is not None else None
+    decoder = ToolDecoder(lm, tok, get_syntax(syntax_name), toolbox, top_k, max_calls)
+    return decoder.generate(prompts, metas, max_new_tokens, batch_size, stop_at_newline,
+                            offered=offer_tools(tool_retriever, prompts, toolbox, tools_per_input))
 
 
 def cmd_generate(args) -> dict:
     tools = None if args.tools == "off" else (args.allow_tools.split(",") if args.allow_tools else TOOL_MODULES)
     meta = {"date": args.date} if args.date else {}
     gens = generate(args.text, args.model, args.adapter, tools, args.syntax, args.top_k, args.max_calls,
-                    args.max_new_tokens, args.batch_size, [meta] * len(args.text))
+                    args.max_new_tokens, args.batch_size, [meta] * len(args.text),
+                    tool_retriever=args.tool_retriever, tools_per_input=args.tools_per_input)
     for g in gens:
         print(g.prompt + g.output)
     return {"generations": [vars(g) for g in gens],
@@ -323,3 +343,10 @@ def add_commands(sub, command) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--date", help="today's date (ISO) for the Calendar tool")
+    add_retriever_options(p)
+
+
+def add_retriever_options(p) -> None:
+    p.add_argument("--tool-retriever", help="offer each input only its top tools by this retriever "
+                                            "(bm25, a model, or a `toolformer retriever train` folder)")
+    p.add_argument("--tools-per-input", type=int, default=1, help="tools offered per input with --tool-retriever")
