@@ -93,3 +93,18 @@ def test_resumable_writer_drops_uncommitted_tail(tmp_path):
     w2.mark_complete()
     assert ResumableWriter(path).complete
     assert [r["a"] for _, r in read_jsonl(path)] == [1, 2, 3]
+
+
+def test_stage_time_sums_chunks_across_resumed_runs(tmp_path):
+    import time
+    path = tmp_path / "out.jsonl"
+    w = ResumableWriter(path)
+    time.sleep(0.05)
+    w.commit("0", [{"a": 1}])
+    time.sleep(1.0)  # killed, and restarted a second later: that second is nobody's work
+    w2 = ResumableWriter(path)
+    time.sleep(0.1)
+    w2.commit("1", [{"a": 2}])
+    first, second = (e["seconds"] for e in w2.chunk_info())
+    assert first >= 0.05 and 0.1 <= second < 1.0
+    assert w2.seconds == round(first + second, 2)

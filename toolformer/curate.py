@@ -92,7 +92,8 @@ class Pipeline:
     def _timed(self, stage: str, work) -> dict:
         t0 = time.perf_counter()
         counts = work()
-        seconds = round(time.perf_counter() - t0, 2)
+        # the stage's own account sums its chunks over every resumed run; else this run's time
+        seconds = counts.pop("seconds", round(time.perf_counter() - t0, 2))
         self.run.record_stage(stage, counts=counts, seconds=seconds, seed=self.args.seed)
         return {**counts, "seconds": seconds}
 

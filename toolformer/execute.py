@@ -61,7 +61,7 @@ def execute_tool(run: Run, tool: Tool, syntax: CallSyntax, options: dict | None 
         ok += rec["error"] is None
         failed += rec["error"] is not None
     return {"executed_ok": ok, "executed_failed": failed, "distinct_calls": len(cache),
-            "calls_run": sum(e.get("executed", 0) for e in writer.chunk_info())}
+            "calls_run": sum(e.get("executed", 0) for e in writer.chunk_info()), "seconds": writer.seconds}
 
 
 def _cache_key(tool: Tool, rec: dict, meta_of: dict) -> tuple:

@@ -142,4 +142,4 @@ def filter_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, setting
     for _, rec in read_jsonl(path):
         scored += 1
         kept += rec["kept"]
-    return {"scored": scored, "kept": kept}
+    return {"scored": scored, "kept": kept, "seconds": writer.seconds}

@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -277,6 +278,7 @@ class ResumableWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
         self._rewrite_progress()  # drops a partial trailing line, if any
+        self._since = time.perf_counter()
 
     def _rewrite_progress(self) -> None:
         write_jsonl_atomic(self.progress_path, self.done.values())
@@ -291,7 +293,10 @@ class ResumableWriter:
             f.flush()
             os.fsync(f.fileno())
             size = f.tell()
-        entry = {"chunk": chunk, "bytes": size, "records": len(records), **info}
+        now = time.perf_counter()
+        # each chunk's own work time: a stage's time is their sum, however often it was resumed
+        entry = {"chunk": chunk, "bytes": size, "records": len(records), "seconds": round(now - self._since, 3), **info}
+        self._since = now
         with open(self.progress_path, "ab") as f:
             f.write((dumps(entry) + "\n").encode("utf-8"))
             f.flush()
@@ -303,3 +308,8 @@ class ResumableWriter:
 
     def chunk_info(self) -> list[dict]:
         return [e for k, e in self.done.items() if k != "__complete__"]
+
+    @property
+    def seconds(self) -> float:
+        """Work time of every committed chunk, over all the runs that committed them."""
+        return round(sum(e.get("seconds", 0.0) for e in self.chunk_info()), 2)

@@ -197,7 +197,7 @@ def sample_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, setting
             totals[k] += entry["counts"][k]
     if not writer.complete:
         writer.mark_complete()
-    return totals
+    return totals | {"seconds": writer.seconds}
 
 
 COUNT_KEYS = ("documents", "documents_not_retrieved", "documents_heuristic", "windows", "windows_heuristic", "positions", "samples",
