@@ -250,6 +250,9 @@ def test_kept_call_queries_from_a_run(tmp_path, capsys):
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (figures["queries"], figures["tools"], list(figures["results"])) == (2, 4, ["bm25"])
     assert figures["queries_per_tool"] == {"Calculator": 2, "Calendar": 1}
+    by_tool = figures["results"]["bm25"]["recall@1_by_tool"]
+    alone = [R.evaluate(R.BM25, R.registry_tools(), [q])["recall@1"] for q in queries]  # d1, d2
+    assert by_tool == {"Calculator": round((alone[0] + alone[1]) / 2, 4), "Calendar": alone[0]}
     # runs pool: the same run twice gives every query twice, each keyed by its run
     (tmp_path / "r2").symlink_to(run)
     assert main(["retriever", "eval", "--run", "r1", "--run", "r2", "--runs-dir", str(tmp_path),

@@ -513,11 +513,18 @@ def ranking_metrics(ranked: list[list[str]], relevant: list[frozenset[str]], ks=
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def evaluate(retriever: Encoder | type[BM25], tools: ToolSet, queries: list[Query], depth: int = 100) -> dict:
-    """Metrics of one retriever on `queries`; rankings are cut at `depth` (MRR is MRR@depth)."""
+def evaluate(retriever: Encoder | type[BM25], tools: ToolSet, queries: list[Query], depth: int = 100,
+             by_tool: bool = False) -> dict:
+    """Metrics of one retriever on `queries`; rankings are cut at `depth` (MRR is MRR@depth).
+    by_tool adds Recall@1 over the queries of each relevant tool (for small tool sets)."""
     t0 = time.time()
-    ranked = ToolIndex(retriever, tools).search([q.text for q in queries], depth)
-    figures = ranking_metrics([[name for name, _ in row] for row in ranked], [q.relevant for q in queries])
+    ranked = [[name for name, _ in row] for row in ToolIndex(retriever, tools).search([q.text for q in queries], depth)]
+    figures = ranking_metrics(ranked, [q.relevant for q in queries])
+    if by_tool:
+        figures["recall@1_by_tool"] = {
+            name: ranking_metrics([r for r, q in zip(ranked, queries) if name in q.relevant],
+                                  [q.relevant for q in queries if name in q.relevant], ks=(1,))["recall@1"]
+            for name in sorted({n for q in queries for n in q.relevant})}
     return {**figures, "seconds": round(time.time() - t0, 1)}
 
 
@@ -681,9 +688,10 @@ def cmd_eval(args) -> dict:
     queries = _queries(args, tools, args.holdout > 0, stats)
     if not queries:
         raise ValueError("no queries to evaluate")
-    results = {args.retriever: evaluate(load_retriever(args.retriever), tools, queries)}
+    by_tool = bool(args.run)
+    results = {args.retriever: evaluate(load_retriever(args.retriever), tools, queries, by_tool=by_tool)}
     if args.retriever != BM25.name:
-        results[BM25.name] = evaluate(BM25, tools, queries)
+        results[BM25.name] = evaluate(BM25, tools, queries, by_tool=by_tool)
     per_tool = dict(sorted(Counter(n for q in queries for n in q.relevant).items())) if args.run else {}
     cols = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")
     print(f"{len(queries)} queries" + (f" ({', '.join(f'{n} {c}' for n, c in per_tool.items())})" if per_tool else "")
@@ -691,7 +699,9 @@ def cmd_eval(args) -> dict:
           + (f", {stats.skipped_bad} bad lines skipped" if stats.skipped_bad else ""))
     print(f"{'retriever':<40}" + "".join(f"{c:>10}" for c in cols))
     for name, m in results.items():
-        print(f"{name[-40:]:<40}" + "".join(f"{m[c]:>10.4f}" for c in cols))
+        print(f"{name[-40:]:<40}" + "".join(f"{m[c]:>10.4f}" for c in cols)
+              + ("  R@1 by tool: " + ", ".join(f"{t} {v:.2f}" for t, v in m["recall@1_by_tool"].items())
+                 if by_tool else ""))
     return {"queries": len(queries), "queries_per_tool": per_tool, "tools": len(tools), "repeated_tool_names": repeated,
             "skipped_bad": stats.skipped_bad, "skipped_examples": stats.examples, "results": results}
 
