@@ -304,6 +304,9 @@ def test_bm25_ranks_the_tool_sharing_the_words():
     ranked = R.ToolIndex(R.BM25, tools).search(["which calendar date", "arithmetic please"], 2)
     assert [row[0][0] for row in ranked] == ["Calendar", "Calculator"]
     assert ranked[0][0][1] > ranked[0][1][1]
+    # a query with no terms at all (stopwords, punctuation) scores zero everywhere instead of failing
+    scores = R.BM25(list(tools.texts)).scores(["the of and", "12 + 7 =", "calendar"])
+    assert scores.shape == (3, len(tools)) and not scores[0].any() and scores[2].any()
 
 
 # ---------------------------------------------------------------------------- training

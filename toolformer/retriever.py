@@ -371,13 +371,15 @@ class BM25:
 
     def __init__(self, texts: Sequence[str]):
         import bm25s
+        self.size = len(texts)
         self.index = bm25s.BM25()
         self.index.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         import bm25s
         tokens = bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
-        return np.stack([self.index.get_scores(t) for t in tokens]).astype(np.float32)
+        # a query of stopwords or punctuation only ("12 + 7 =") has no terms: it scores 0 everywhere
+        return np.stack([self.index.get_scores(t) if t else np.zeros(self.size) for t in tokens]).astype(np.float32)
 
 
 def load_encoder(ref: str, pooling: str | None = None, instruction: str | None = None,
