@@ -13,8 +13,8 @@ Speed, not shortcuts: sequences are sorted by length and packed into padded batc
 token budget; the LM head (a fifth of a forward pass for a 135M model) runs only at the rows
 whose logits are needed; the KV cache of a scoring pass is kept so that sampling at position i
 reuses the computed prefix P(x) + x_{1:i-1} instead of encoding it again for every sample; a
-long prefix that every row of a batch shares (the tool's few-shot prompt) is encoded once and its
-KV cache kept for the next batches, as vLLM's automatic prefix caching does.
+long prefix that every sequence of a call shares (the tool's few-shot prompt) is encoded once and
+its KV cache kept for the next calls, as vLLM's automatic prefix caching does.
 """
 from __future__ import annotations
 
@@ -165,6 +165,10 @@ class HFBackend(LMBackend):
             self._prefix_kv[key] = _cache_layers(out.past_key_values)
         return key, self._prefix_kv[key]
 
+    @staticmethod
+    def _shared_len(shared) -> int:
+        return len(shared[0]) if shared else 0
+
     def _forward(self, seqs: list[list[int]], shared, use_cache: bool):
         """The decoder over a right-padded batch -> (hidden states of positions P.., P, ids, cache
         layers or None), where the first P tokens of every row are the shared prefix's."""
@@ -174,7 +178,7 @@ class HFBackend(LMBackend):
         if shared is None:
             res = self.body(input_ids=ids, attention_mask=mask, use_cache=use_cache)
             return res.last_hidden_state, 0, ids, _cache_layers(res.past_key_values) if use_cache else None
-        P, B = len(shared[0]), len(seqs)
+        P, B = self._shared_len(shared), len(seqs)
         cache = DynamicCache()
         for layer, (k, v) in enumerate(shared[1]):
             cache.update(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1), layer)
@@ -189,7 +193,7 @@ class HFBackend(LMBackend):
             self._retained = []
         cols = torch.tensor(token_ids, device=self.device)
         shared = self._shared_prefix(sequences, min(first) - 1)  # rows first-1.. must be computed
-        for batch in _length_batches([len(s) for s in sequences], self.max_batch_tokens):
+        for batch in _length_batches([len(s) - self._shared_len(shared) for s in sequences], self.max_batch_tokens):
             hidden, P, _, layers = self._forward([sequences[i] for i in batch], shared, retain_cache)
             for r, i in enumerate(batch):
                 n = len(sequences[i])
@@ -205,7 +209,7 @@ class HFBackend(LMBackend):
     def token_logprobs(self, sequences, targets):
         out: list[np.ndarray | None] = [None] * len(sequences)
         shared = self._shared_prefix(sequences, min((min(t) for t in targets if t), default=1) - 1)
-        for batch in _length_batches([len(s) for s in sequences], self.max_batch_tokens):
+        for batch in _length_batches([len(s) - self._shared_len(shared) for s in sequences], self.max_batch_tokens):
             hidden, P, ids, _ = self._forward([sequences[i] for i in batch], shared, False)
             # gather every needed row of the batch, one LM-head call for all of them
             rows, want = [], []
