@@ -108,3 +108,6 @@ def test_stage_time_sums_chunks_across_resumed_runs(tmp_path):
     first, second = (e["seconds"] for e in w2.chunk_info())
     assert first >= 0.05 and 0.1 <= second < 1.0
     assert w2.seconds == round(first + second, 2)
+    with open(w2.progress_path, "a") as f:  # a chunk committed by a version that kept no time
+        f.write('{"chunk": "2", "bytes": %d, "records": 0}\n' % path.stat().st_size)
+    assert ResumableWriter(path).seconds is None

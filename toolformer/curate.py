@@ -93,7 +93,8 @@ class Pipeline:
         t0 = time.perf_counter()
         counts = work()
         # the stage's own account sums its chunks over every resumed run; else this run's time
-        seconds = counts.pop("seconds", round(time.perf_counter() - t0, 2))
+        seconds = counts.pop("seconds", None)
+        seconds = round(time.perf_counter() - t0, 2) if seconds is None else seconds
         self.run.record_stage(stage, counts=counts, seconds=seconds, seed=self.args.seed)
         return {**counts, "seconds": seconds}
 

@@ -310,6 +310,8 @@ class ResumableWriter:
         return [e for k, e in self.done.items() if k != "__complete__"]
 
     @property
-    def seconds(self) -> float:
-        """Work time of every committed chunk, over all the runs that committed them."""
-        return round(sum(e.get("seconds", 0.0) for e in self.chunk_info()), 2)
+    def seconds(self) -> float | None:
+        """Work time of every committed chunk, over all the runs that committed them (None when a
+        chunk was committed without its time, by an older version)."""
+        times = [e.get("seconds") for e in self.chunk_info()]
+        return None if None in times else round(sum(times), 2)
