@@ -244,6 +244,12 @@ def test_kept_call_queries_from_a_run(tmp_path, capsys):
     # a usefulness floor instead of the run's kept flag: 520 (0.3) comes in, 525 (0.1) does not
     loose = R.kept_call_queries("r1", tmp_path, tools, window_chars=400, min_usefulness=0.25)
     assert [len(q.text) for q in loose] == [len(text[113:513].strip()), len(text[120:520].strip()), 5]
+    # a call at the document start has no text before it: skipped, and counted
+    write_lines(run / "calendar" / "scored.jsonl", [dumps(scored("d1", 513, "Calendar", True, 5)),
+                                                    dumps(scored("d2", 0, "Calendar", True, 7))])
+    stats = ReadStats()
+    assert R.kept_call_queries("r1", tmp_path, tools, window_chars=400, stats=stats) == queries
+    assert stats.skipped_empty == 1
     # the CLI on the same run, against the registered tools, with BM25 only
     from toolformer.cli import main
     assert main(["retriever", "eval", "--run", "r1", "--runs-dir", str(tmp_path), "--retriever", "bm25", "--json"]) == 0

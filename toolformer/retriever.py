@@ -148,10 +148,11 @@ def read_queries(path: str | Path, tools: ToolSet, skip_bad: bool = False,
 
 
 def kept_call_queries(run_name: str, runs_dir: str | Path, tools: ToolSet, window_chars: int = WINDOW_CHARS,
-                      min_usefulness: float | None = None) -> list[Query]:
+                      min_usefulness: float | None = None, stats: ReadStats | None = None) -> list[Query]:
     """One query per (document, position) with a kept call: the text before it -> its tool(s).
     With min_usefulness, every scored call whose usefulness reaches it counts as kept instead (a
-    run filtered at a high τ_f keeps too few calls to train on)."""
+    run filtered at a high τ_f keeps too few calls to train on). A call at the very start of a
+    document has no text before it to learn from: it is skipped and counted (stats.skipped_empty)."""
     from .runs import Run
     run = Run(run_name, runs_dir)
     docs = {d.id: d.text for d in run.documents()}
@@ -172,8 +173,12 @@ def kept_call_queries(run_name: str, runs_dir: str | Path, tools: ToolSet, windo
             relevant.setdefault((rec["doc_id"], rec["position"]), set()).add(by_name[rec["tool"].lower()])
     queries = []
     for (doc_id, position), names in sorted(relevant.items()):
-        text = docs[doc_id][max(0, position - window_chars):position]
-        queries.append(Query(text.strip() or "(start of document)", frozenset(names), f"{run_name}/{doc_id}"))
+        text = docs[doc_id][max(0, position - window_chars):position].strip()
+        if not text:
+            if stats is not None:
+                stats.skipped_empty += 1
+            continue
+        queries.append(Query(text, frozenset(names), f"{run_name}/{doc_id}"))
     return queries
 
 
@@ -645,7 +650,7 @@ def _tools(args) -> tuple[ToolSet, int]:
 def _queries(args, tools: ToolSet, held_out: bool, stats: ReadStats) -> list[Query]:
     if args.run:
         queries = [q for run in args.run
-                   for q in kept_call_queries(run, args.runs_dir, tools, args.window_chars, args.min_usefulness)]
+                   for q in kept_call_queries(run, args.runs_dir, tools, args.window_chars, args.min_usefulness, stats)]
     else:
         queries = read_queries(args.queries, tools, args.skip_bad, stats)
     return subsample(split(queries, args.holdout, held_out), args.limit, args.seed)
@@ -676,7 +681,7 @@ def cmd_train(args) -> dict:
     figures = {"pairs": len(pairs), "pool": len(pool), "encoder": args.encoder, "lora": args.lora,
                "lora_layers": args.lora_layers,
                **vars(settings), "history": history, "seconds": round(time.time() - t0, 1),
-               "skipped_bad": stats.skipped_bad}
+               "skipped_bad": stats.skipped_bad, "skipped_at_document_start": stats.skipped_empty}
     save_retriever(encoder, args.out, figures)
     _eprint(f"saved to {args.out}")
     return {**figures, "out": args.out}
@@ -698,14 +703,17 @@ def cmd_eval(args) -> dict:
     cols = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")
     print(f"{len(queries)} queries" + (f" ({', '.join(f'{n} {c}' for n, c in per_tool.items())})" if per_tool else "")
           + f", {len(tools)} tools" + (f" ({repeated} repeated names merged)" if repeated else "")
-          + (f", {stats.skipped_bad} bad lines skipped" if stats.skipped_bad else ""))
+          + (f", {stats.skipped_bad} bad lines skipped" if stats.skipped_bad else "")
+          + (f", {stats.skipped_empty} calls at a document start skipped (no text before them)"
+             if stats.skipped_empty else ""))
     print(f"{'retriever':<40}" + "".join(f"{c:>10}" for c in cols))
     for name, m in results.items():
         print(f"{name[-40:]:<40}" + "".join(f"{m[c]:>10.4f}" for c in cols)
               + ("  R@1 by tool: " + ", ".join(f"{t} {v:.2f}" for t, v in m["recall@1_by_tool"].items())
                  if by_tool else ""))
     return {"queries": len(queries), "queries_per_tool": per_tool, "tools": len(tools), "repeated_tool_names": repeated,
-            "skipped_bad": stats.skipped_bad, "skipped_examples": stats.examples, "results": results}
+            "skipped_bad": stats.skipped_bad, "skipped_examples": stats.examples,
+            "skipped_at_document_start": stats.skipped_empty, "results": results}
 
 
 def cmd_search(args) -> dict:
