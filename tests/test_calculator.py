@@ -164,7 +164,7 @@ def test_prompt_and_tool_examples_are_correct():
     raw = (REPO / "prompts" / "calculator.txt").read_text(encoding="utf-8")
     assert raw.endswith("Input: {input}\nOutput:")
     calls = example_calls(prompt, TOOL.examples)
-    assert len(calls) == 4 + 4
+    assert len(calls) == 5 + 4  # prompt Output: lines + the tool's example uses
     for call in calls:
         assert call.tool == "Calculator"
         assert calc(call.input, {}) == call.result, call
