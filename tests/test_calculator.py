@@ -171,8 +171,9 @@ def test_prompt_and_tool_examples_are_correct():
 
 
 def test_prompt_length(tokenizer):
+    # the few-shot part is encoded once per tool (the backend's prefix cache): five examples fit
     n = len(tokenizer(load_prompt(TOOL))["input_ids"])
-    assert 250 <= n <= 400, n
+    assert 250 <= n <= 500, n
 
 
 def test_tool_fields():
