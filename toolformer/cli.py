@@ -28,8 +28,18 @@ def command(subparsers, name: str, func, help: str, results: bool = True) -> arg
     if results:
         parser.add_argument("--json", action="store_true",
                             help="end by printing the figures as one JSON object on the last line")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads for torch (default: one per core). Give each run 1 when several "
+                             "share a machine: torch's threads slow down sharply when cores are oversubscribed")
     parser.set_defaults(func=func)
     return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         figures = args.func(args)
     except KeyboardInterrupt:

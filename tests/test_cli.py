@@ -1,0 +1,21 @@
+"""Options every command shares."""
+import subprocess
+import sys
+
+import pytest
+
+from toolformer.cli import main
+
+
+def test_threads_sets_torchs_thread_count():
+    # in a child process: the thread count is process-wide
+    code = ("import torch; from toolformer.cli import main; "
+            "main(['tool', 'calculator', '2 + 2', '--threads', '1']); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["4", "1"], out.stderr
+
+
+def test_threads_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["tool", "calculator", "2 + 2", "--threads", "0"])
+    assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
