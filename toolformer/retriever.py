@@ -383,7 +383,7 @@ class BM25:
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         import bm25s
         tokens = bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
-        # a query of stopwords or punctuation only ("12 + 7 =") has no terms: it scores 0 everywhere
+        # a query of stopwords or punctuation only ("is it?") has no terms: it scores 0 everywhere
         return np.stack([self.index.get_scores(t) if t else np.zeros(self.size) for t in tokens]).astype(np.float32)
 
 
