@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -32,6 +34,7 @@ def test_top_positions():
     assert top_positions(p, 0.05, 10) == [0, 1, 3, 4]
     assert top_positions(p, 0.0, 3) == [1, 3, 4]
     assert top_positions([0.01, 0.02], 0.05, 5) == []
+    assert top_positions(p, 0.05, 10, min_context=2) == [3, 4]  # positions 0 and 1 lack context
 
 
 def test_position_probabilities_equal_one_prefix_at_a_time(tiny_backend):
@@ -73,6 +76,9 @@ def test_sampler_records(tiny_backend):
     assert counts["samples"] == counts["unclosed"] + counts["unparseable"] + counts["duplicates"] + len(records)
     again = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings).run_windows(windows[::-1], dict(counts))
     assert sorted(map(str, records)) == sorted(map(str, again))  # seeds, not batches, decide samples
+    late = dict.fromkeys(counts, 0)
+    Sampler(lm, get_tool("calendar"), TOOLFORMER, replace(settings, min_context=10)).run_windows(windows, late)
+    assert late["positions"] == 3 * (len(windows) - 1) + min(3, max(0, len(windows[-1].ids) - 10))
 
 
 def test_a_tool_without_input_gets_one_call_per_position(tiny_backend):

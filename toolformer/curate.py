@@ -71,6 +71,7 @@ class Pipeline:
             model=a.model, syntax=a.syntax, window=a.window, seed=a.seed,
             tau_s=per_tool(a.tau_s, float, tool, tool.tau_s), k=per_tool(a.k, int, tool, tool.k),
             m=per_tool(a.m, int, tool, tool.m), max_new_tokens=a.max_new_tokens, chunk_docs=a.chunk_docs,
+            min_context=a.min_context,
             tool_retriever=getattr(a, "tool_retriever", None),
             tools_per_doc=a.tools_per_doc if getattr(a, "tool_retriever", None) else None)
         return self._timed(f"sample/{tool.key}", lambda: sample_tool(self.run, self.lm, tool, self.syntax,
@@ -181,6 +182,9 @@ def _common(p, corpus: bool, tool_arg: str) -> None:
     p.add_argument("--m", help="calls sampled per position; number or tool=value,...")
     p.add_argument("--tau-f", help="filtering threshold on L- minus L+; number or tool=value,...")
     p.add_argument("--max-new-tokens", type=int, default=32, help="length cap of a sampled call")
+    p.add_argument("--min-context", type=int, default=0,
+                   help="propose no call before the N-th token of a window (default 0: every position, as in "
+                        "the paper; at the very start L(ε) has no context, so any call looks useful)")
     p.add_argument("--chunk-docs", type=int, default=8,
                    help="documents per committed chunk: a killed stage redoes at most one chunk")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -35,6 +35,7 @@ class SampleSettings:
     temperature: float = 1.0
     chunk_docs: int = 8        # documents per committed chunk (the unit of resumption)
     windows_per_pass: int = 8  # windows whose KV caches are held at once
+    min_context: int = 0       # positions with fewer tokens of the window before them are not proposed
     tool_retriever: str | None = None  # documents were chosen for this tool by a retriever
     tools_per_doc: int | None = None
 
@@ -83,9 +84,10 @@ def call_opening(lm: LMBackend, syntax: CallSyntax, tool: Tool, marker: int) -> 
     return ids if ids[0] == marker else [marker] + lm.encode(tool.name + "(")
 
 
-def top_positions(p: list[float], tau_s: float, k: int) -> list[int]:
-    """The k positions with the largest p_i among those with p_i > τ_s (ties: earlier first)."""
-    ranked = sorted((i for i, v in enumerate(p) if v > tau_s), key=lambda i: (-p[i], i))
+def top_positions(p: list[float], tau_s: float, k: int, min_context: int = 0) -> list[int]:
+    """The k positions with the largest p_i among those with p_i > τ_s and at least `min_context`
+    tokens before them (ties: earlier first)."""
+    ranked = sorted((i for i, v in enumerate(p) if v > tau_s and i >= min_context), key=lambda i: (-p[i], i))
     return sorted(ranked[:k])
 
 
@@ -111,7 +113,7 @@ class Sampler:
             best = lp[:len(w.ids)].max(axis=1)
             which = lp[:len(w.ids)].argmax(axis=1)
             p = np.exp(best).tolist()
-            positions = top_positions(p, self.s.tau_s, self.s.k)
+            positions = top_positions(p, self.s.tau_s, self.s.k, self.s.min_context)
             counts["positions"] += len(positions)
             # a tool without input has one possible call per position: no sampling needed
             draws = range(self.s.m) if self.tool.takes_input else range(1)
