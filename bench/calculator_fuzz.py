@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from test_calculator import fuzz_cases  # noqa: E402  (the test owns the case generator)
-from tools import ToolError, run_call  # noqa: E402
-from tools.calculator import TOOL, make_executor  # noqa: E402
+from toolformer.tools import ToolError, run_call  # noqa: E402
+from toolformer.tools.calculator import TOOL, make_executor  # noqa: E402
 
 
 def main() -> None:

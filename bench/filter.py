@@ -19,12 +19,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import Timer, gsm8k_documents, parser  # noqa: E402
-from tools import get_tool  # noqa: E402
-from toolformer.filter import WEIGHTS, Scorer, scored_record  # noqa: E402
-from toolformer.lm import HFBackend  # noqa: E402
-from toolformer.records import Document  # noqa: E402
-from toolformer.sample import document_windows  # noqa: E402
-from toolformer.syntax import TOOLFORMER  # noqa: E402
+from toolformer.tools import get_tool  # noqa: E402
+from toolformer.pipeline.filter import WEIGHTS, Scorer, scored_record  # noqa: E402
+from toolformer.lm.hf import HFBackend  # noqa: E402
+from toolformer.run.records import Document  # noqa: E402
+from toolformer.pipeline.sample import document_windows  # noqa: E402
+from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
 
 
 def naive_loss(lm, z: list[int], x: list[int], i: int) -> float:

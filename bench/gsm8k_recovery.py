@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import DATA, gsm8k_documents  # noqa: E402
-from toolformer.models import load_tokenizer  # noqa: E402
+from toolformer.lm.loading import load_tokenizer  # noqa: E402
 
 
 def number(text: str | None) -> float | None:

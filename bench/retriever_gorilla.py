@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from toolformer import retriever as R  # noqa: E402
-from toolformer.records import ReadStats  # noqa: E402
+from toolformer.retrieval import retriever as R  # noqa: E402
+from toolformer.run.records import ReadStats  # noqa: E402
 
 SETS = {"hf": ("gorilla_huggingface_api.jsonl", "gorilla_huggingface_eval.json"),
         "tf": ("gorilla_tensorflowhub_api.jsonl", "gorilla_tensorflow_eval.json")}

@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import Timer, gsm8k_documents, parser  # noqa: E402
-from tools import get_tool  # noqa: E402
-from toolformer.lm import HFBackend  # noqa: E402
-from toolformer.records import Document  # noqa: E402
-from toolformer.sample import SampleSettings, Sampler, derive_seed, document_windows, top_positions  # noqa: E402
-from toolformer.syntax import TOOLFORMER  # noqa: E402
+from toolformer.tools import get_tool  # noqa: E402
+from toolformer.lm.hf import HFBackend  # noqa: E402
+from toolformer.run.records import Document  # noqa: E402
+from toolformer.pipeline.sample import SampleSettings, Sampler, derive_seed, document_windows, top_positions  # noqa: E402
+from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools import qa, wikisearch as ws  # noqa: E402
+from toolformer.tools import qa, wikisearch as ws  # noqa: E402
 
 
 def main() -> None:

@@ -48,18 +48,18 @@ CALL_TOKENS = ["1", "2", " +", ")", " →"]
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from toolformer.models import load_tokenizer
+    from toolformer.lm.loading import load_tokenizer
     return load_tokenizer("smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="session")
 def tiny_backend(tokenizer):
-    from toolformer.lm import HFBackend
+    from toolformer.lm.hf import HFBackend
     return HFBackend(tiny_llama(len(tokenizer)), tokenizer, max_batch_tokens=256, max_sample_tokens=2048)
 
 
 @pytest.fixture(scope="session")
 def real_backend():
     """The real default model (SmolLM2-135M-Instruct), loaded once per test session."""
-    from toolformer.lm import HFBackend
+    from toolformer.lm.hf import HFBackend
     return HFBackend.from_ref("smollm2-135m-instruct")

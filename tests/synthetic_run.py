@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolformer.records import dumps
-from toolformer.syntax import TOOLFORMER
+from toolformer.run.records import dumps
+from toolformer.corpus.syntax import TOOLFORMER
 
 # key, name as written in calls, τ_f, share of the calls
 TOOLS = (("calculator", "Calculator", 0.5, 0.6), ("calendar", "Calendar", 1.0, 0.2),

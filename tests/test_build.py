@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from toolformer.build import build_augmented, canonical_position, insert_calls, strip_calls
-from toolformer.records import BadRecord, dumps
-from toolformer.syntax import HW3, TOOLFORMER
+from toolformer.corpus.build import build_augmented, canonical_position, insert_calls, strip_calls
+from toolformer.run.records import BadRecord, dumps
+from toolformer.corpus.syntax import HW3, TOOLFORMER
 
 DOC_A = "Of 1400 participants, 400 passed: 29%. It is 2013 now."
 DOC_B = "Nothing to compute here."

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from toolformer.syntax import TOOLFORMER
-from tools import ToolError, get_tool, load_prompt, run_call
-from tools.calculator import MAX_ABS, MAX_DEPTH, MAX_INPUT_CHARS, TOOL, looks_like_math, make_executor
+from toolformer.corpus.syntax import TOOLFORMER
+from toolformer.tools import ToolError, get_tool, load_prompt, run_call
+from toolformer.tools.calculator import MAX_ABS, MAX_DEPTH, MAX_INPUT_CHARS, TOOL, looks_like_math, make_executor
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -161,7 +161,7 @@ def example_calls(prompt: str, examples: tuple[str, ...]) -> list:
 def test_prompt_and_tool_examples_are_correct():
     prompt = load_prompt(get_tool("calculator"))
     assert prompt.endswith("Input: {input}\nOutput:")
-    raw = (REPO / "prompts" / "calculator.txt").read_text(encoding="utf-8")
+    raw = (REPO / "toolformer" / "tools" / "prompts" / "calculator.txt").read_text(encoding="utf-8")
     assert raw.endswith("Input: {input}\nOutput:")
     calls = example_calls(prompt, TOOL.examples)
     assert len(calls) == 5 + 4  # prompt Output: lines + the tool's example uses

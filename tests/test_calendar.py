@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from toolformer.syntax import TOOLFORMER
-from tools import ToolError, get_tool, load_prompt, run_call
-from tools.calendar import TOOL, has_date, make_executor
+from toolformer.corpus.syntax import TOOLFORMER
+from toolformer.tools import ToolError, get_tool, load_prompt, run_call
+from toolformer.tools.calendar import TOOL, has_date, make_executor
 
 REPO = Path(__file__).resolve().parents[1]
 calendar = make_executor()
@@ -66,7 +66,7 @@ def test_never_the_wall_clock():
 def test_prompt_and_tool_examples_are_real_dates():
     prompt = load_prompt(TOOL)
     assert prompt.endswith("Input: {input}\nOutput:")
-    raw = (REPO / "prompts" / "calendar.txt").read_text(encoding="utf-8")
+    raw = (REPO / "toolformer" / "tools" / "prompts" / "calendar.txt").read_text(encoding="utf-8")
     assert raw.endswith("Input: {input}\nOutput:")
     outputs = [line for line in prompt.splitlines() if line.startswith("Output: ")]
     calls = [call for text in outputs + list(TOOL.examples) for call in TOOLFORMER.parse(text)]

@@ -9,12 +9,12 @@ import pytest
 
 from conftest import SHARED_DATA, tiny_llama
 from test_generate import Steered, counting_tool
-from toolformer.benchmarks import (Example, dateset, first_number, load_examples, numeric_gold, score,
+from toolformer.evaluation.benchmarks import (Example, dateset, first_number, load_examples, numeric_gold, score,
                                    words_contain)
-from toolformer.evaluate import evaluate, run_mode
-from toolformer.generate import ToolBox, ToolDecoder
-from toolformer.records import BadRecord, dumps
-from toolformer.syntax import TOOLFORMER
+from toolformer.evaluation.evaluate import evaluate, run_mode
+from toolformer.inference.decoder import ToolBox, ToolDecoder
+from toolformer.run.records import BadRecord, dumps
+from toolformer.corpus.syntax import TOOLFORMER
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -136,7 +136,7 @@ def test_real_benchmark_files():
 
 
 def test_dateset_answers_follow_the_hidden_date():
-    from tools.calendar import make_executor
+    from toolformer.tools.calendar import make_executor
     calendar = make_executor()
     examples = dateset(70, seed=5)
     assert [e.prompt for e in examples] == [e.prompt for e in dateset(70, seed=5)]

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from tools import get_tool
-from toolformer.filter import WEIGHTS, Scorer, loss_weights, scored_record, weighted_loss
-from toolformer.lm import HFBackend
-from toolformer.syntax import TOOLFORMER
+from toolformer.tools import get_tool
+from toolformer.pipeline.filter import WEIGHTS, Scorer, loss_weights, scored_record, weighted_loss
+from toolformer.lm.hf import HFBackend
+from toolformer.corpus.syntax import TOOLFORMER
 
 DOC = " The farm had 12 cows and bought 30 more, so it now has 42 cows in the barn."
 

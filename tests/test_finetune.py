@@ -8,11 +8,11 @@ import torch
 
 from conftest import tiny_llama
 from test_build import scored
-from toolformer.build import build_augmented
+from toolformer.corpus.build import build_augmented
 from toolformer.finetune import PadCollator, finetune, tokenize
-from toolformer.generate import load_model
-from toolformer.records import dumps
-from toolformer.syntax import TOOLFORMER
+from toolformer.inference.decoder import load_model
+from toolformer.run.records import dumps
+from toolformer.corpus.syntax import TOOLFORMER
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import torch
 import pytest
 
 from conftest import tiny_llama
-from tools import Tool
-from toolformer.generate import ToolBox, ToolDecoder, marker_token_ids, offer_tools
-from toolformer.syntax import HW3, TOOLFORMER
+from toolformer.tools import Tool
+from toolformer.inference.decoder import ToolBox, ToolDecoder, marker_token_ids, offer_tools
+from toolformer.corpus.syntax import HW3, TOOLFORMER
 
 
 class Steered(torch.nn.Module):
@@ -201,7 +201,7 @@ def test_a_tool_not_offered_for_the_input_is_not_run(base, tokenizer):
 
 
 def test_offer_tools_takes_the_retrievers_top_k_of_the_toolbox():
-    from toolformer.retriever import rank_tools
+    from toolformer.retrieval.retriever import rank_tools
     box = ToolBox(["calculator", "calendar", "wikisearch"])
     texts = ["What day of the week is today?", "How much is 17 times 23?"]
     offered = offer_tools("bm25", texts, box, 2)

@@ -3,7 +3,7 @@ stage reads changes because of it."""
 import numpy as np
 import pytest
 
-from toolformer.lm import HFBackend
+from toolformer.lm.hf import HFBackend
 
 
 @pytest.fixture()

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from tools import ToolError
-from tools import qa
+from toolformer.tools import ToolError
+from toolformer.tools import qa
 
 QUINTOR = {"id": "q1", "title": "Quintor",
            "text": "Quintor is a fictional planet in the Vela system. Its capital city is Zorblax, "

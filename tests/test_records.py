@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from toolformer.records import (CANDIDATE, BadRecord, ReadStats, ResumableWriter, read_documents, read_jsonl)
+from toolformer.run.records import (CANDIDATE, BadRecord, ReadStats, ResumableWriter, read_documents, read_jsonl)
 
 
 def write(path, lines: list[bytes]):

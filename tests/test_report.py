@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from synthetic_run import write_synthetic_run
-from toolformer import report
-from toolformer.browser import INSTALL_HINT, Chromium, find_chromium
+from toolformer.report import report
+from toolformer.report.browser import INSTALL_HINT, Chromium, find_chromium
 from toolformer.cli import main
-from toolformer.records import SCORED, read_jsonl
-from toolformer.syntax import TOOLFORMER
+from toolformer.run.records import SCORED, read_jsonl
+from toolformer.corpus.syntax import TOOLFORMER
 
 DOCS = {
     "d1": "The budget grew from 400 dollars to 1400 dollars, an increase of 250 percent in one year.",

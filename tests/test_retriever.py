@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from toolformer import retriever as R
-from toolformer.records import BadRecord, ReadStats, dumps
+from toolformer.retrieval import retriever as R
+from toolformer.run.records import BadRecord, ReadStats, dumps
 
 # a toy tool set and queries: the words linking a query to its tool must be learnt
 TOY_TOOLS = {"Calculator": "calculator arithmetic", "Calendar": "calendar date",
@@ -429,7 +429,7 @@ def test_cli_rejects_bad_queries_with_file_and_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_real_minilm_zero_shot_ranks_our_tools():
-    from tools import all_tools
+    from toolformer.tools import all_tools
     from toolformer.assets import DEFAULT_EMBEDDER
     queries = {"how much is 23 times 19": "Calculator", "what day is it today": "Calendar",
                "Who was the first president of the United States?": "QA"}

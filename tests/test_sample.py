@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from tools import get_tool
-from toolformer.records import Document
-from toolformer.sample import (SampleSettings, Sampler, call_opening, document_windows, start_marker_ids,
+from toolformer.tools import get_tool
+from toolformer.run.records import Document
+from toolformer.pipeline.sample import (SampleSettings, Sampler, call_opening, document_windows, start_marker_ids,
                                top_positions)
-from toolformer.syntax import HW3, TOOLFORMER
+from toolformer.corpus.syntax import HW3, TOOLFORMER
 
 TEXT = "In 1790 the debt was 75,463,476 dollars; by 1791 it had grown by 2,000,000.\nSo the total was 77,463,476."
 

@@ -1,4 +1,4 @@
-from toolformer.syntax import HW3, TOOLFORMER, get_syntax
+from toolformer.corpus.syntax import HW3, TOOLFORMER, get_syntax
 
 TEXT = ("Out of 1400 participants, 400 (or [Calculator(400 / 1400) → 0.29] 29%) passed. "
         "[WikiSearch(Brown Act (California)) → The Ralph M. Brown Act is ...] It was "

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from toolformer.cli import main as cli_main
-from toolformer.records import BadRecord
-from tools import ToolError, run_call
-from tools import wikisearch as ws
+from toolformer.run.records import BadRecord
+from toolformer.tools import ToolError, run_call
+from toolformer.tools import wikisearch as ws
 
 EINSTEIN_LEAD = "Albert Einstein was a German-born theoretical physicist best known for developing"
 

@@ -10,8 +10,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PROMPTS_DIR = REPO_ROOT / "prompts"
+# package data: an installed copy (not only a checkout) can sample
+PROMPTS_DIR = Path(__file__).resolve().parent / "tools" / "prompts"
 DEMO_CORPUS = Path(__file__).resolve().parent / "data" / "demo_corpus.jsonl"  # six short documents
 
 DEFAULT_LM = "smollm2-135m-instruct"

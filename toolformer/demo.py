@@ -12,11 +12,11 @@ import shlex
 import time
 from pathlib import Path
 
-from .assets import DEMO_CORPUS
+from toolformer.assets import DEMO_CORPUS
 
 
 def _step(argv: list[str]) -> None:
-    from .cli import main
+    from toolformer.cli import main
     print(f"\n$ toolformer {shlex.join(argv)}", flush=True)
     t0 = time.perf_counter()
     code = main(argv)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from .assets import DEFAULT_LM
-from .generate import FINETUNE_INFO, sequence_start
-from .syntax import CallSyntax, get_syntax
+from toolformer.assets import DEFAULT_LM
+from toolformer.inference.decoder import FINETUNE_INFO, sequence_start
+from toolformer.corpus.syntax import CallSyntax, get_syntax
 
 GPU_SETTINGS = (
     "1B+ models on one GPU (e.g. Pythia-1b, Llama-3.2-1B): --bf16 --gradient-checkpointing --batch-size 8 "
@@ -121,7 +121,7 @@ def finetune(run_dir: str | Path, model: str = DEFAULT_LM, data: str | Path | No
     from datasets import Dataset, load_from_disk
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
-    from .models import load_tokenizer, local_folder
+    from toolformer.lm.loading import load_tokenizer, local_folder
 
     run_dir = Path(run_dir)
     data = Path(data or run_dir / "augmented")
@@ -214,7 +214,7 @@ def finetune(run_dir: str | Path, model: str = DEFAULT_LM, data: str | Path | No
 
 
 def cmd_finetune(args) -> dict:
-    from .runs import Run
+    from toolformer.run.manifest import Run
     targets = args.target_modules if args.target_modules == "all-linear" else args.target_modules.split(",")
     figures = finetune(Run(args.run, args.runs_dir).path, args.model, args.data, args.out, args.full, args.lora_r,
                        args.lora_alpha, args.lora_dropout, targets, args.lr, args.max_steps, args.batch_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from tools import get_tool, run_call, TOOL_MODULES
+from toolformer.tools import get_tool, run_call, TOOL_MODULES
 
 
 def parse_options(pairs: list[str] | None) -> dict:

@@ -28,9 +28,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import get_tool
-from .records import SCORED, BadRecord, ReadStats, read_documents, read_jsonl, write_jsonl_atomic
-from .syntax import Call, CallSyntax, get_syntax
+from toolformer.tools import get_tool
+from toolformer.run.records import SCORED, BadRecord, ReadStats, read_documents, read_jsonl, write_jsonl_atomic
+from toolformer.corpus.syntax import Call, CallSyntax, get_syntax
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def build_augmented(run_dir: str | Path, syntax: str | None = None, max_per_tool
 
 
 def cmd_build(args) -> dict:
-    from .runs import Run
+    from toolformer.run.manifest import Run
     figures = build_augmented(Run(args.run, args.runs_dir).path, args.syntax, args.max_per_tool,
                               args.keep_uncalled_rate, args.heldout, args.seed, args.skip_bad)
     print(f"augmented corpus: {figures['train']} train + {figures['validation']} validation documents "

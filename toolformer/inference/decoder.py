@@ -26,10 +26,10 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from tqdm import tqdm
 
-from tools import Tool, get_tool, run_call, TOOL_MODULES
-from .assets import DEFAULT_LM
-from .build import inline_result, strip_calls
-from .syntax import CallSyntax, TOOLFORMER, get_syntax
+from toolformer.tools import Tool, get_tool, run_call, TOOL_MODULES
+from toolformer.assets import DEFAULT_LM
+from toolformer.corpus.build import inline_result, strip_calls
+from toolformer.corpus.syntax import CallSyntax, TOOLFORMER, get_syntax
 
 FINETUNE_INFO = "toolformer_finetune.json"  # written beside an adapter or model by finetune.py
 # what may follow the start marker of a named call while it is being written: "Calc", "Calculator(40"
@@ -276,7 +276,7 @@ def load_model(model: str | None, adapter: str | Path | None = None, device: str
 
     `model` may be None with an adapter that finetune.py wrote: its base model is recorded there.
     """
-    from .models import default_device, default_dtype, load_causal_lm, load_tokenizer, local_folder
+    from toolformer.lm.loading import default_device, default_dtype, load_causal_lm, load_tokenizer, local_folder
     if adapter is None:
         return load_causal_lm(model or DEFAULT_LM, device)
     adapter = Path(adapter)
@@ -298,7 +298,7 @@ def offer_tools(retriever_ref: str | None, texts: Sequence[str], toolbox: ToolBo
     """Per text, the toolbox's k best tools by the retriever (None: no retriever, every tool)."""
     if retriever_ref is None or toolbox is None:
         return None
-    from .retriever import rank_tools
+    from toolformer.retrieval.retriever import rank_tools
     return [frozenset(names) for names in rank_tools(retriever_ref, list(texts), list(toolbox.tools.values()), k)]
 
 

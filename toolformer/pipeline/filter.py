@@ -18,12 +18,12 @@ from itertools import groupby
 import numpy as np
 from tqdm import tqdm
 
-from tools import Tool
-from .lm import LMBackend
-from .records import EXECUTED, ResumableWriter, read_jsonl
-from .runs import Run
-from .sample import document_windows
-from .syntax import CallSyntax
+from toolformer.tools import Tool
+from toolformer.lm.hf import LMBackend
+from toolformer.run.records import EXECUTED, ResumableWriter, read_jsonl
+from toolformer.run.manifest import Run
+from toolformer.pipeline.sample import document_windows
+from toolformer.corpus.syntax import CallSyntax
 
 SPAN = 5  # tokens with non-zero weight
 

@@ -12,7 +12,7 @@ import os
 import platform
 from pathlib import Path
 
-from .records import ReadStats, read_documents, read_jsonl, write_jsonl_atomic, Document
+from toolformer.run.records import ReadStats, read_documents, read_jsonl, write_jsonl_atomic, Document
 
 DOCUMENT = {"id": str, "text": str, "meta": dict}
 
@@ -25,7 +25,7 @@ def versions() -> dict:
     import numpy
     import torch
     import transformers
-    from . import __version__
+    from toolformer import __version__
     return {"toolformer": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "numpy": numpy.__version__}
 
@@ -79,7 +79,7 @@ class Run:
     # ---- documents
     def ingest(self, corpus: str | Path, limit: int | None, skip_bad: bool) -> dict:
         """Validate the corpus once into documents.jsonl; later stages read only that file."""
-        from .assets import file_fingerprint
+        from toolformer.assets import file_fingerprint
         corpus = Path(corpus)
         fingerprint = file_fingerprint(corpus) if corpus.is_file() else str(corpus.resolve())
         # the corpus is known by its content: the same file under another path resumes fine

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Mapping
 
 from toolformer.assets import DEFAULT_LM
-from tools import Executor, Tool, ToolError
-from tools import wikisearch
+from toolformer.tools import Executor, Tool, ToolError
+from toolformer.tools import wikisearch
 
 MAX_QUESTION_CHARS = 300   # calls are untrusted: bound the prompt one question can cause
 MAX_NEW_TOKENS = 16
@@ -46,7 +46,7 @@ def make_executor(corpus: str | Path | None = None, model: str = DEFAULT_LM, pas
     """executor(question, meta) -> short answer. The index and the model load here, not in the
     first call, so that call's timeout covers answering only."""
     import torch
-    from toolformer.models import load_causal_lm
+    from toolformer.lm.loading import load_causal_lm
 
     if passages < 1 or not 1 <= max_new_tokens <= 64:
         raise ValueError("passages must be >= 1 and max_new_tokens in 1..64")

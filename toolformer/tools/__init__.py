@@ -55,7 +55,7 @@ def get_tool(name: str) -> Tool:
     key = name.lower()
     if key not in TOOL_MODULES:
         raise ValueError(f"unknown tool {name!r}; choose from {', '.join(TOOL_MODULES)}")
-    return importlib.import_module(f"tools.{key}").TOOL
+    return importlib.import_module(f"toolformer.tools.{key}").TOOL
 
 
 def all_tools() -> list[Tool]:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import SCORED, read_jsonl
-from .report_page import EXAMPLES_HTML, PAGE_CSS, PAGE_JS, SLIDER_HTML
-from .runs import DOCUMENT, Run
-from .syntax import TOOLFORMER, CallSyntax, get_syntax
+from toolformer.run.records import SCORED, read_jsonl
+from toolformer.report.page import EXAMPLES_HTML, PAGE_CSS, PAGE_JS, SLIDER_HTML
+from toolformer.run.manifest import DOCUMENT, Run
+from toolformer.corpus.syntax import TOOLFORMER, CallSyntax, get_syntax
 
 STATUSES = ("kept", "filtered", "failed")
 STATUS_CODES = {"kept": "k", "filtered": "f", "failed": "x"}  # as the page's script reads them
@@ -78,7 +78,7 @@ def _tool_threshold(key: str, manifest: dict) -> tuple[float | None, str]:
     if isinstance(config.get("tau_f"), (int, float)):
         return float(config["tau_f"]), "manifest"
     try:
-        from tools import get_tool
+        from toolformer.tools import get_tool
         return float(get_tool(key).tau_f), "tool default"
     except (ValueError, ImportError, AttributeError):
         return None, "unknown"
@@ -86,7 +86,7 @@ def _tool_threshold(key: str, manifest: dict) -> tuple[float | None, str]:
 
 def _tool_name(key: str) -> str:
     try:
-        from tools import get_tool
+        from toolformer.tools import get_tool
         return get_tool(key).name
     except (ValueError, ImportError, AttributeError):
         return key
@@ -894,7 +894,7 @@ def write_report(run_dir: Path, compare_dir: Path | None = None, max_rows: int =
 
 def check_in_browser(html_path: Path, screenshot: Path) -> dict:
     """Open the page in headless Chromium: load time, console errors, a screenshot."""
-    from .browser import Chromium
+    from toolformer.report.browser import Chromium
     with Chromium() as browser:
         load_s = browser.open(html_path)
         browser.screenshot(screenshot)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 import time
 
-from tools import TOOL_MODULES, Tool, get_tool
-from .runs import Run
-from .syntax import get_syntax
-from .assets import DEFAULT_LM
+from toolformer.tools import TOOL_MODULES, Tool, get_tool
+from toolformer.run.manifest import Run
+from toolformer.corpus.syntax import get_syntax
+from toolformer.assets import DEFAULT_LM
 
 SUMMARY_KEYS = ("documents", "windows", "positions", "candidates", "executed_ok", "executed_failed", "kept")
 
@@ -47,7 +47,7 @@ class Pipeline:
     @property
     def lm(self):
         if self._lm is None:
-            from .lm import get_backend
+            from toolformer.lm.hf import get_backend
             self._lm = get_backend(self.args.model)
         return self._lm
 
@@ -59,13 +59,13 @@ class Pipeline:
         ref = getattr(self.args, "tool_retriever", None)
         if not ref:
             return None
-        from .retriever import rank_tools
+        from toolformer.retrieval.retriever import rank_tools
         docs = self.run.documents()
         ranked = rank_tools(ref, [d.text[:2000] for d in docs], tools, self.args.tools_per_doc)
         return {t.key: {d.id for d, names in zip(docs, ranked) if t.name in names} for t in tools}
 
     def sample(self, tool: Tool, only_docs: set[str] | None = None) -> dict:
-        from .sample import SampleSettings, sample_tool
+        from toolformer.pipeline.sample import SampleSettings, sample_tool
         a = self.args
         settings = SampleSettings(
             model=a.model, syntax=a.syntax, window=a.window, seed=a.seed,
@@ -78,12 +78,12 @@ class Pipeline:
                                                                      settings, self.progress, only_docs))
 
     def execute(self, tool: Tool) -> dict:
-        from .execute import execute_tool
+        from toolformer.pipeline.execute import execute_tool
         return self._timed(f"execute/{tool.key}", lambda: execute_tool(self.run, tool, self.syntax, chunk_docs=self.args.chunk_docs,
                                                                        progress=self.progress))
 
     def filter(self, tool: Tool) -> dict:
-        from .filter import FilterSettings, filter_tool
+        from toolformer.pipeline.filter import FilterSettings, filter_tool
         a = self.args
         settings = FilterSettings(model=a.model, syntax=a.syntax, window=a.window,
                                   tau_f=per_tool(a.tau_f, float, tool, tool.tau_f), chunk_docs=a.chunk_docs)

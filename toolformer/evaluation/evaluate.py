@@ -19,12 +19,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tools import TOOL_MODULES, get_tool
-from .assets import DEFAULT_LM
-from .benchmarks import BENCHMARKS, Example, get_benchmark, load_examples, score
-from .generate import ToolBox, ToolDecoder, add_retriever_options, adapter_info, load_model, offer_tools
-from .records import write_jsonl_atomic
-from .syntax import get_syntax
+from toolformer.tools import TOOL_MODULES, get_tool
+from toolformer.assets import DEFAULT_LM
+from toolformer.evaluation.benchmarks import BENCHMARKS, Example, get_benchmark, load_examples, score
+from toolformer.inference.decoder import ToolBox, ToolDecoder, add_retriever_options, adapter_info, load_model, offer_tools
+from toolformer.run.records import write_jsonl_atomic
+from toolformer.corpus.syntax import get_syntax
 
 TABLE_HEADER = ("| model | adapter | benchmark | n | tools off | tools on | call rate | calls per tool |\n"
                 "|---|---|---|---:|---:|---:|---:|---|\n")

@@ -24,7 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .records import BadRecord, read_jsonl
+from toolformer.run.records import BadRecord, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def dateset(n: int = 500, seed: int = 0) -> list[Example]:
 
     The prompt never states the date: without the Calendar tool a model can only guess.
     """
-    from tools.calendar import MONTHS, WEEKDAYS
+    from toolformer.tools.calendar import MONTHS, WEEKDAYS
     rng = random.Random(seed)
     examples = []
     for i in range(n):

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .assets import DEFAULT_EMBEDDER, cache_dir, embedded_path
-from .records import BadRecord, ReadStats, SCORED, read_jsonl
+from toolformer.assets import DEFAULT_EMBEDDER, cache_dir, embedded_path
+from toolformer.run.records import BadRecord, ReadStats, SCORED, read_jsonl
 
 if TYPE_CHECKING:
-    from tools import Tool
+    from toolformer.tools import Tool
 
 DEFAULT_INSTRUCTION = "Given a text, retrieve the tool that helps to continue or answer it"
 ANN_MIN_TOOLS = 4096      # from this many tools on, search an IVF index instead of every vector
@@ -82,7 +82,7 @@ class Pair:
 
 
 def registry_tools() -> ToolSet:
-    from tools import all_tools
+    from toolformer.tools import all_tools
     tools = all_tools()
     return ToolSet(tuple(t.name for t in tools), tuple(t.retrieval_text() for t in tools))
 
@@ -153,7 +153,7 @@ def kept_call_queries(run_name: str, runs_dir: str | Path, tools: ToolSet, windo
     With min_usefulness, every scored call whose usefulness reaches it counts as kept instead (a
     run filtered at a high τ_f keeps too few calls to train on). A call at the very start of a
     document has no text before it to learn from: it is skipped and counted (stats.skipped_empty)."""
-    from .runs import Run
+    from toolformer.run.manifest import Run
     run = Run(run_name, runs_dir)
     docs = {d.id: d.text for d in run.documents()}
     by_name = {n.lower(): n for n in tools.names}
@@ -292,7 +292,7 @@ class SentenceEncoder(Encoder):
 
     def __init__(self, folder: str, instruction: str | None = None, max_length: int = 128):
         from sentence_transformers import SentenceTransformer
-        from .models import default_device
+        from toolformer.lm.loading import default_device
         model = SentenceTransformer(folder, device=default_device())
         model.max_seq_length = max_length
         super().__init__(model, instruction, max_length)
@@ -322,7 +322,7 @@ class LLMEncoder(Encoder):
     @classmethod
     def load(cls, ref: str, **kwargs) -> LLMEncoder:
         from transformers import AutoModel, AutoTokenizer
-        from .models import default_device, default_dtype, local_folder
+        from toolformer.lm.loading import default_device, default_dtype, local_folder
         folder = local_folder(ref)
         device = default_device()
         model = AutoModel.from_pretrained(folder, dtype=default_dtype(device)).to(device).eval()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .assets import cache_dir, embedded_path, file_fingerprint, is_embedded_alias
+from toolformer.assets import cache_dir, embedded_path, file_fingerprint, is_embedded_alias
 
 
 class ModelNotFound(RuntimeError):

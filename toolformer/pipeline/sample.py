@@ -15,11 +15,11 @@ from dataclasses import dataclass, asdict
 import numpy as np
 from tqdm import tqdm
 
-from tools import Tool, load_prompt
-from .lm import LMBackend
-from .records import ResumableWriter, Document
-from .runs import Run
-from .syntax import CallSyntax
+from toolformer.tools import Tool, load_prompt
+from toolformer.lm.hf import LMBackend
+from toolformer.run.records import ResumableWriter, Document
+from toolformer.run.manifest import Run
+from toolformer.corpus.syntax import CallSyntax
 
 
 @dataclass(frozen=True)

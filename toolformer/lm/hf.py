@@ -115,7 +115,7 @@ class HFBackend(LMBackend):
 
     @classmethod
     def from_ref(cls, model_ref: str, device: str | None = None, **kwargs) -> "HFBackend":
-        from .models import load_causal_lm
+        from toolformer.lm.loading import load_causal_lm
         return cls(*load_causal_lm(model_ref, device), **kwargs)
 
     # ---- text

@@ -13,10 +13,10 @@ from itertools import groupby
 
 from tqdm import tqdm
 
-from tools import Tool, run_call
-from .records import CANDIDATE, EXECUTED, ResumableWriter, read_jsonl
-from .runs import Run
-from .syntax import CallSyntax
+from toolformer.tools import Tool, run_call
+from toolformer.run.records import CANDIDATE, EXECUTED, ResumableWriter, read_jsonl
+from toolformer.run.manifest import Run
+from toolformer.corpus.syntax import CallSyntax
 
 def execute_tool(run: Run, tool: Tool, syntax: CallSyntax, options: dict | None = None, chunk_docs: int = 16,
                  progress: bool = True) -> dict:

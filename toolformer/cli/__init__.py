@@ -13,12 +13,12 @@ import sys
 
 # modules that define add_commands(subparsers, command)
 COMMAND_MODULES = (
-    "toolformer.tool_cmd",
-    "toolformer.curate",
+    "toolformer.cli.tool_cmd",
+    "toolformer.pipeline.curate",
     "toolformer.demo",
-    "toolformer.report",
-    "toolformer.retriever",
-    "toolformer.build", "toolformer.finetune", "toolformer.generate", "toolformer.evaluate",
+    "toolformer.report.report",
+    "toolformer.retrieval.retriever",
+    "toolformer.corpus.build", "toolformer.finetune", "toolformer.inference.decoder", "toolformer.evaluation.evaluate",
 )
 
 

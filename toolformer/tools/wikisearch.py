@@ -29,8 +29,8 @@ import numpy as np
 import Stemmer
 
 from toolformer.assets import cache_dir, embedded_path, file_fingerprint
-from toolformer.records import BadRecord, read_jsonl
-from tools import Executor, Tool, ToolError
+from toolformer.run.records import BadRecord, read_jsonl
+from toolformer.tools import Executor, Tool, ToolError
 
 PASSAGE_WORDS = 100          # passages are cut to at most this many words, on sentence ends
 DEFAULT_SNIPPET_CHARS = 250

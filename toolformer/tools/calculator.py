@@ -23,7 +23,7 @@ import re
 from fractions import Fraction
 from typing import Mapping
 
-from tools import Executor, Tool, ToolError
+from toolformer.tools import Executor, Tool, ToolError
 
 MAX_INPUT_CHARS = 200
 MAX_DEPTH = 20            # nested brackets; the parser recurses once per level

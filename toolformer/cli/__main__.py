@@ -1,0 +1,5 @@
+import sys
+
+from toolformer.cli import main
+
+sys.exit(main())
