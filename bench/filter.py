@@ -23,7 +23,7 @@ from toolformer.tools import get_tool  # noqa: E402
 from toolformer.pipeline.filter import WEIGHTS, Scorer, scored_record  # noqa: E402
 from toolformer.lm.hf import HFBackend  # noqa: E402
 from toolformer.run.records import Document  # noqa: E402
-from toolformer.pipeline.sample import document_windows  # noqa: E402
+from toolformer.pipeline.windows import document_windows  # noqa: E402
 from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
 
 

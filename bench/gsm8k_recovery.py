@@ -1,72 +1,87 @@
 """How many GSM8K calculator annotations do the kept calls recover?
 
-    python bench/gsm8k_recovery.py corpus OUT.jsonl --docs 300    # the corpus, annotations removed
+    python bench/gsm8k_recovery.py corpus OUT.jsonl --docs 300 [--skip 500]   # annotations removed
     toolformer curate --corpus OUT.jsonl --run gsm --tools calculator
     python bench/gsm8k_recovery.py score --run gsm                  # one JSON line
 
-A gold annotation `<<48/2=24>>` is recovered by a scored call at the same place (±1 token) with
-the same numeric result. Precision and recall are given at the run's τ_f and at 0.25, 0.5 and 1.0
-(the scored records hold the usefulness, so other thresholds need no re-run).
+The corpus is read by toolformer.corpus.annotations (format gsm8k): each solution without its
+`<<48/2=24>>` annotations, the gold calls kept in meta["gold"] as [position, input, result].
+--skip leaves out the first solutions (e.g. those a seed set was trained on), so the recovery is
+measured on held-out ones. A gold annotation is recovered by a call at the same place (±1 token)
+with the same numeric result. Precision and recall are given at τ_f = 0.25, 0.5 and 1.0 (the
+scored records hold the usefulness, so other thresholds need no re-run).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import DATA, gsm8k_documents  # noqa: E402
+from bench.common import DATA  # noqa: E402
+from toolformer.corpus.annotations import AnnotationStats, parse_number, read_annotated  # noqa: E402
+from toolformer.corpus.build import read_kept_calls  # noqa: E402
 from toolformer.lm.loading import load_tokenizer  # noqa: E402
+from toolformer.run import layout  # noqa: E402
+from toolformer.run.records import SCORED, read_jsonl  # noqa: E402
 
 
-def number(text: str | None) -> float | None:
-    try:
-        return round(float(str(text).replace(",", "").strip()), 2)
-    except (TypeError, ValueError):
-        return None
+def value(text: str | None) -> float | None:
+    number = parse_number(text) if text is not None else None
+    return None if number is None else round(number, 2)
 
 
-def write_corpus(out: str, docs: int, data: str) -> None:
+def write_corpus(out: str, docs: int, skip: int, data: str) -> dict:
+    stats = AnnotationStats()
+    annotated = itertools.islice(read_annotated(data, "gsm8k", skip_bad=True, stats=stats), skip, skip + docs)
     with open(out, "w") as f:
-        for i, (text, calls) in enumerate(gsm8k_documents(data, docs)):
-            f.write(json.dumps({"id": f"gsm8k-{i}", "text": text, "meta": {"gold": calls}}) + "\n")
+        for doc in annotated:
+            gold = [[a.position, a.input, a.result] for a in doc.annotations]
+            f.write(json.dumps({"id": doc.id, "text": doc.document.text, "meta": {"gold": gold}}) + "\n")
+    return stats.as_dict()
 
 
 def score(run_dir: Path, model: str) -> dict:
     tok = load_tokenizer(model)
-    gold = {}  # doc -> [(token index, value)]
-    for line in open(run_dir / "documents.jsonl"):
-        doc = json.loads(line)
-        offsets = tok(" " + doc["text"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        starts = [max(0, a - 1) for a, _ in offsets]
-        gold[doc["id"]] = [(min(range(len(starts)), key=lambda t: abs(starts[t] - pos)), number(res))
-                           for pos, _, res in doc["meta"]["gold"]]
-    scored = [json.loads(line) for line in open(run_dir / "calculator" / "scored.jsonl")]
+    texts, token_of, gold = {}, {}, {}  # gold: doc -> [(token index, value)]
+    for _, doc in read_jsonl(run_dir / layout.DOCUMENTS):
+        starts = [a for a, _ in tok(doc["text"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+        # the token that starts nearest a character position; calls and gold go through the same map
+        token_of[doc["id"]] = lambda pos, starts=starts: min(range(len(starts)), key=lambda t: abs(starts[t] - pos))
+        texts[doc["id"]] = doc["text"]
+        gold[doc["id"]] = [(token_of[doc["id"]](pos), value(res)) for pos, _, res in doc["meta"]["gold"]]
+
+    def matches(doc_id: str, position: int, result: str | None) -> tuple[set, set]:
+        """(gold annotations near the position, those among them with the same value)."""
+        t, v = token_of[doc_id](position), value(result)
+        near = {(doc_id, g) for g, (gt, _) in enumerate(gold[doc_id]) if abs(gt - t) <= 1}
+        return near, {(doc_id, g) for doc_id, g in near if v is not None and gold[doc_id][g][1] == v}
+
     total_gold = sum(map(len, gold.values()))
-    out = {"documents": len(gold), "gold_annotations": total_gold, "scored": len(scored)}
+    out = {"documents": len(gold), "gold_annotations": total_gold}
     for tau in (0.25, 0.5, 1.0):
-        kept = [r for r in scored if r["usefulness"] is not None and r["usefulness"] >= tau]
+        kept = list(read_kept_calls(run_dir, texts, min_usefulness=tau))
         hits, found = 0, set()
-        for r in kept:
-            match = [(r["doc_id"], g) for g, (t, v) in enumerate(gold[r["doc_id"]])
-                     if abs(t - r["token_index"]) <= 1 and v is not None and number(r["result"]) == v]
-            hits += bool(match)
-            found.update(match)
+        for call in kept:
+            same = matches(call.doc_id, call.position, call.result)[1]
+            hits += bool(same)
+            found |= same
         out[f"tau_f={tau}"] = {"kept": len(kept), "precision": round(hits / len(kept), 3) if kept else None,
                                "recall": round(len(found) / total_gold, 3), "recovered": len(found)}
     # where the funnel loses them, before filtering: gold annotations with a candidate at their place
     # (any call), with a candidate of their result (anywhere in the document), and with both at once
-    place, value, both = set(), set(), set()
-    for r in scored:
-        for g, (t, v) in enumerate(gold[r["doc_id"]]):
-            near, same = abs(t - r["token_index"]) <= 1, v is not None and number(r["result"]) == v
-            place.update([(r["doc_id"], g)] if near else [])
-            value.update([(r["doc_id"], g)] if same else [])
-            both.update([(r["doc_id"], g)] if near and same else [])
-    out |= {"gold_places_proposed": len(place), "gold_results_proposed": len(value),
-            "recoverable_by_candidates": len(both)}
-    return out
+    place, same_value, both, scored = set(), set(), set(), 0
+    for _, rec in read_jsonl(run_dir / "calculator" / layout.SCORED, SCORED):
+        scored += 1
+        near, near_and_same = matches(rec["doc_id"], rec["position"], rec["result"])
+        place |= near
+        both |= near_and_same
+        v = value(rec["result"])
+        same_value |= {(rec["doc_id"], g) for g, (_, gv) in enumerate(gold[rec["doc_id"]]) if v is not None and gv == v}
+    return out | {"scored": scored, "gold_places_proposed": len(place), "gold_results_proposed": len(same_value),
+                  "recoverable_by_candidates": len(both)}
 
 
 def main() -> None:
@@ -75,6 +90,7 @@ def main() -> None:
     c = sub.add_parser("corpus")
     c.add_argument("out")
     c.add_argument("--docs", type=int, default=300)
+    c.add_argument("--skip", type=int, default=0, help="leave out the first N solutions (a seed set's)")
     c.add_argument("--data", default=str(DATA / "math" / "gsm8k_train.jsonl"))
     s = sub.add_parser("score")
     s.add_argument("--run", required=True)
@@ -82,7 +98,7 @@ def main() -> None:
     s.add_argument("--model", default="smollm2-135m-instruct")
     a = p.parse_args()
     if a.cmd == "corpus":
-        write_corpus(a.out, a.docs, a.data)
+        print(json.dumps(write_corpus(a.out, a.docs, a.skip, a.data)))
     else:
         print(json.dumps(score(Path(a.runs_dir) / a.run, a.model)))
 

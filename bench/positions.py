@@ -18,14 +18,16 @@ from bench.common import Timer, gsm8k_documents, parser  # noqa: E402
 from toolformer.tools import get_tool  # noqa: E402
 from toolformer.lm.hf import HFBackend, _length_batches  # noqa: E402
 from toolformer.run.records import Document  # noqa: E402
-from toolformer.pipeline.sample import SampleSettings, Sampler, document_windows  # noqa: E402
+from toolformer.config import SampleSettings  # noqa: E402
+from toolformer.pipeline.sample import Sampler  # noqa: E402
+from toolformer.pipeline.windows import document_windows  # noqa: E402
 from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
 
 
 def main() -> None:
     args = parser(__doc__).parse_args()
     lm = HFBackend.from_ref(args.model)
-    sampler = Sampler(lm, get_tool("calculator"), TOOLFORMER, SampleSettings(model=args.model, syntax="toolformer"))
+    sampler = Sampler(lm, get_tool("calculator"), TOOLFORMER, SampleSettings().for_tool(get_tool("calculator")))
     windows = [w for i, (text, _) in enumerate(gsm8k_documents(args.data, args.docs))
                for w in document_windows(lm, Document(str(i), text, {}), 512)]
     prompts = [sampler.prompt_ids(w) for w in windows]

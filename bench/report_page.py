@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from toolformer.report.browser import Chromium  # noqa: E402
-from toolformer.report.report import write_report  # noqa: E402
+from toolformer.report import write_report  # noqa: E402
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ Data: ../shared/data/tool_retrieval (Apache-2.0, ShishirPatil/gorilla); set --da
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -25,7 +26,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from toolformer.retrieval import retriever as R  # noqa: E402
+from toolformer.assets import DEFAULT_EMBEDDER  # noqa: E402
+from toolformer.cli.flags import add_flags, from_args  # noqa: E402
+from toolformer.config import RetrieverTraining  # noqa: E402
+from toolformer.retrieval.bm25 import BM25  # noqa: E402
+from toolformer.retrieval.data import query_pairs, read_queries, read_tool_set, split, subsample  # noqa: E402
+from toolformer.retrieval.encoders import DEFAULT_MAX_LENGTH, POOLINGS, load_encoder  # noqa: E402
+from toolformer.retrieval.metrics import evaluate  # noqa: E402
+from toolformer.retrieval.train import DEFAULT_LR, LORA_LR, train  # noqa: E402
 from toolformer.run.records import ReadStats  # noqa: E402
 
 SETS = {"hf": ("gorilla_huggingface_api.jsonl", "gorilla_huggingface_eval.json"),
@@ -36,21 +44,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", choices=SETS, required=True)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "tool_retrieval"))
-    ap.add_argument("--encoder", default=R.DEFAULT_EMBEDDER)
-    ap.add_argument("--pooling", choices=R.POOLINGS)
+    ap.add_argument("--encoder", default=DEFAULT_EMBEDDER)
+    ap.add_argument("--pooling", choices=POOLINGS)
     ap.add_argument("--instruction")
     ap.add_argument("--lora", type=int, default=0)
     ap.add_argument("--lora-layers", type=int)
-    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
     ap.add_argument("--holdout", type=float, default=0.5)
     ap.add_argument("--limit-train", type=int)
     ap.add_argument("--limit-test", type=int)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--grad-accum", type=int, default=1)
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--temperature", type=float, default=0.05)
-    ap.add_argument("--hard-negatives", type=int, default=3)
+    add_flags(ap, RetrieverTraining)  # --epochs, --batch-size, --grad-accum, --lr, --temperature, --hard-negatives
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -58,28 +61,27 @@ def main() -> None:
     if not data.is_dir():
         sys.exit(f"Gorilla data not found at {data}: pass --data")
     api_file, eval_file = SETS[args.set]
-    tools, repeated = R.read_tool_set(data / api_file)
+    tools, repeated = read_tool_set(data / api_file)
     stats = ReadStats()
-    queries = R.read_queries(data / eval_file, tools, skip_bad=True, stats=stats)
-    test = R.subsample(R.split(queries, args.holdout, True), args.limit_test, args.seed)
-    train = R.subsample(R.split(queries, args.holdout, False), args.limit_train, args.seed)
+    queries = read_queries(data / eval_file, tools, skip_bad=True, stats=stats)
+    test = subsample(split(queries, args.holdout, True), args.limit_test, args.seed)
+    training_queries = subsample(split(queries, args.holdout, False), args.limit_train, args.seed)
 
     t0 = time.time()
-    encoder = R.load_encoder(args.encoder, args.pooling, args.instruction, args.max_length)
-    results = {"bm25": R.evaluate(R.BM25, tools, test), "zero_shot": R.evaluate(encoder, tools, test)}
+    encoder = load_encoder(args.encoder, args.pooling, args.instruction, args.max_length)
+    results = {"bm25": evaluate(BM25, tools, test), "zero_shot": evaluate(encoder, tools, test)}
     if args.lora:
         encoder.add_lora(args.lora, args.lora_layers)
-    settings = R.TrainSettings(args.epochs, args.batch_size, args.grad_accum,
-                               args.lr or (1e-4 if args.lora else 2e-5), args.temperature, args.hard_negatives,
-                               args.seed)
-    history = R.train(encoder, R.query_pairs(train, tools), list(tools.texts), settings,
-                      log=lambda *a: print(*a, file=sys.stderr))
-    results["trained"] = R.evaluate(encoder, tools, test)
+    settings = from_args(RetrieverTraining, args, lr=args.lr or (LORA_LR if args.lora else DEFAULT_LR))
+    history = train(encoder, query_pairs(training_queries, tools), list(tools.texts), settings, args.seed,
+                    log=lambda *a: print(*a, file=sys.stderr))
+    results["trained"] = evaluate(encoder, tools, test)
     print(json.dumps({
         "set": args.set, "encoder": args.encoder, "config": encoder.config(), "lora": args.lora, "lora_layers": args.lora_layers,
         "tools": len(tools), "repeated_tool_names": repeated, "queries": len(queries),
-        "skipped_gold_not_in_api_file": stats.skipped_bad, "train_queries": len(train), "test_queries": len(test),
-        "train": {**vars(settings), "history": history}, "results": results,
+        "skipped_gold_not_in_api_file": stats.skipped_bad, "train_queries": len(training_queries),
+        "test_queries": len(test),
+        "train": {**dataclasses.asdict(settings), "seed": args.seed, "history": history}, "results": results,
         "seconds": round(time.time() - t0, 1)}))
 
 

@@ -18,7 +18,9 @@ from bench.common import Timer, gsm8k_documents, parser  # noqa: E402
 from toolformer.tools import get_tool  # noqa: E402
 from toolformer.lm.hf import HFBackend  # noqa: E402
 from toolformer.run.records import Document  # noqa: E402
-from toolformer.pipeline.sample import SampleSettings, Sampler, derive_seed, document_windows, top_positions  # noqa: E402
+from toolformer.config import SampleSettings  # noqa: E402
+from toolformer.pipeline.sample import Sampler, derive_seed, top_positions  # noqa: E402
+from toolformer.pipeline.windows import document_windows  # noqa: E402
 from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
 
 
@@ -28,8 +30,8 @@ def main() -> None:
     p.add_argument("--m", type=int, default=4)
     args = p.parse_args()
     lm = HFBackend.from_ref(args.model)
-    settings = SampleSettings(model=args.model, syntax="toolformer", k=args.k, m=args.m, seed=0)
-    sampler = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings)
+    settings = SampleSettings(k=args.k, m=args.m).for_tool(get_tool("calculator"))
+    sampler = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings, seed=0)
     windows = [w for i, (text, _) in enumerate(gsm8k_documents(args.data, args.docs))
                for w in document_windows(lm, Document(str(i), text, {}), 512)]
     counts = {"positions": 0, "samples": 0, "unclosed": 0, "unparseable": 0, "duplicates": 0}
@@ -47,7 +49,7 @@ def main() -> None:
             for i in top_positions(np.exp(best).tolist(), settings.tau_s, settings.k):
                 for j in range(settings.m):
                     prefix = pr + w.ids[:i] + sampler.openings[sampler.markers[int(which[i])]]
-                    seed = derive_seed(settings.seed, w.doc.id, "calculator", w.index, i, j)
+                    seed = derive_seed(0, w.doc.id, "calculator", w.index, i, j)
                     (sample,) = lm.sample([prefix], [seed], TOOLFORMER.stop_strings(), settings.max_new_tokens)
                     naive_samples.append(sample)
                     parsed = TOOLFORMER.parse_body("Calculator(" + sample.text)

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from toolformer.run.layout import MANIFEST, SCORED  # noqa: E402
 
 WORK = ("windows_heuristic", "samples", "scored")
 SECONDS = ("sample", "execute", "filter")
@@ -22,7 +27,7 @@ SECONDS = ("sample", "execute", "filter")
 def stages(run: Path) -> dict[str, dict]:
     """tool -> counts of every stage, and seconds per stage."""
     out: dict[str, dict] = {}
-    for name, info in json.loads((run / "manifest.json").read_text())["stages"].items():
+    for name, info in json.loads((run / MANIFEST).read_text())["stages"].items():
         if "/" in name:
             kind, tool = name.split("/")
             out.setdefault(tool, {}).update(info["counts"], **{f"{kind}_seconds": info["seconds"]})
@@ -30,7 +35,7 @@ def stages(run: Path) -> dict[str, dict]:
 
 
 def kept(run: Path, tool: str) -> set[tuple]:
-    path = run / tool / "scored.jsonl"
+    path = run / tool / SCORED
     rows = (json.loads(line) for line in open(path)) if path.exists() else ()
     return {(r["doc_id"], r["position"], r["input"]) for r in rows if r["kept"]}
 

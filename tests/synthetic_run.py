@@ -80,12 +80,12 @@ def write_synthetic_run(run_dir: Path, n_calls: int, n_docs: int = 2000, seed: i
                                               "windows": n_docs, "windows_heuristic": n_docs // 2,
                                               "positions": n, "samples": n, "candidates": n},
                                    "seconds": 1.0, "config": {"model": "synthetic", "syntax": "toolformer",
-                                                              "tau_s": 0.0, "k": 20, "m": 10}}
+                                                              "tau_s": 0.0, "k": 20, "m": 10, "seed": seed}}
         stages[f"execute/{key}"] = {"counts": {"executed_ok": n - counts["failed"],
                                                "executed_failed": counts["failed"]}, "seconds": 1.0}
         stages[f"filter/{key}"] = {"counts": {"scored": n, "kept": counts["kept"]}, "seconds": 1.0,
                                    "config": {"model": "synthetic", "syntax": "toolformer", "tau_f": tau}}
     manifest = {"run": run_dir.name, "config": {"corpus": "synthetic"}, "versions": {"toolformer": "test"},
-                "seed": seed, "stages": stages}
+                "stages": stages}
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return truth

@@ -1,14 +1,18 @@
 """Building the augmented corpus: insertion positions, conflicts, caps, splits, round trip, bad input."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from toolformer.corpus.build import build_augmented, canonical_position, insert_calls, strip_calls
-from toolformer.run.records import BadRecord, dumps
+from toolformer.cli import command
+from toolformer.cli.build import add_commands
+from toolformer.corpus.build import build_augmented, read_kept_calls
+from toolformer.corpus.calls import canonical_position, insert_calls, strip_calls
 from toolformer.corpus.syntax import HW3, TOOLFORMER
+from toolformer.run.records import BadRecord, dumps
 
 DOC_A = "Of 1400 participants, 400 passed: 29%. It is 2013 now."
 DOC_B = "Nothing to compute here."
@@ -26,9 +30,9 @@ def scored(doc_id: str, tool: str, position: int, input: str, result: str | None
             "usefulness": usefulness, "kept": kept, "reason": None}
 
 
-def write_run(path: Path, calls: dict[str, list[dict]], syntax: str = "toolformer") -> Path:
+def write_run(path: Path, calls: dict[str, list[dict]], syntax: str = "toolformer", manifest: dict | None = None) -> Path:
     path.mkdir(parents=True)
-    (path / "manifest.json").write_text(json.dumps({"config": {"syntax": syntax}}))
+    (path / "manifest.json").write_text(json.dumps(manifest or {"config": {"syntax": syntax}}))
     docs = [("a", DOC_A), ("b", DOC_B), ("c", DOC_C), ("d", DOC_D)]
     (path / "documents.jsonl").write_text("".join(dumps({"id": i, "text": t, "meta": {}}) + "\n" for i, t in docs))
     for tool, records in calls.items():
@@ -140,3 +144,57 @@ def test_insert_strip_inverse_everywhere(text):
         calls = [(p, TOOLFORMER.render("Calculator", f"{p} + 1", str(p + 1))) for p in chosen]
         plain, found = strip_calls(insert_calls(text, calls), TOOLFORMER)
         assert plain == text and [p for p, _ in found] == chosen
+
+
+def rows_of(folder: Path, split: str = "train") -> dict[str, dict]:
+    return {json.loads(line)["id"]: json.loads(line) for line in open(folder / f"{split}.jsonl")}
+
+
+CALCULATOR_CALLS = {"calculator": [scored("a", "calculator", P29, "400 / 1400", "0.29", 1.2),
+                                   scored("c", "calculator", DOC_C.index("29"), "13 + 16", "29", 0.9)]}
+
+
+@pytest.mark.parametrize("manifest", [
+    {"config": {"syntax": "hw3"}, "stages": {}},                                  # where curation records it
+    {"config": {}, "stages": {"sample/calculator": {"config": {"syntax": "hw3"}}}},  # runs curated before that
+])
+def test_a_run_curated_in_hw3_is_built_in_hw3_without_syntax(tmp_path, manifest):
+    run = write_run(tmp_path / "run", CALCULATOR_CALLS, manifest=manifest)
+    figures = build_augmented(run, heldout=0.0)
+    assert figures["syntax"] == "hw3" and figures["out"] == str(run / "augmented")
+    assert rows_of(run / "augmented")["c"]["text"] == "Total:\n<<13 + 16>>29 29 apples"
+
+
+def test_no_calls_control_has_the_same_documents_and_split(run):
+    augmented = build_augmented(run, heldout=0.5, keep_uncalled_rate=1.0, seed=4)
+    control = build_augmented(run, heldout=0.5, keep_uncalled_rate=1.0, seed=4, no_calls=True)
+    assert control["out"] == str(run / "augmented-no-calls") and control["settings"]["no_calls"]
+    for split in ("train", "validation"):
+        aug, plain = rows_of(run / "augmented", split), rows_of(run / "augmented-no-calls", split)
+        assert list(aug) == list(plain) and aug  # the same documents, in the same order, in each split
+        for doc_id, row in aug.items():
+            assert plain[doc_id] == {"id": doc_id, "text": strip_calls(row["text"], TOOLFORMER)[0], "n_calls": 0,
+                                     "calls": []}
+    assert sum(r["n_calls"] for r in rows_of(run / "augmented").values()) > 0
+    hw3 = build_augmented(run, syntax="hw3", no_calls=True)
+    assert hw3["out"] == str(run / "augmented-hw3-no-calls")
+
+
+def test_cli_flags(run):
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(), command)
+    args = parser.parse_args(["build", "--run", run.name, "--runs-dir", str(run.parent), "--no-calls",
+                              "--heldout", "0", "--max-per-tool", "1"])
+    figures = args.func(args)
+    assert figures["out"] == str(run / "augmented-no-calls") and figures["cap_dropped"] == 2
+    assert figures["settings"] == {"max_per_tool": 1, "keep_uncalled_rate": 0.0, "heldout": 0.0, "seed": 0,
+                                   "no_calls": True}
+
+
+def test_read_kept_calls_with_a_usefulness_threshold(run):
+    texts = {"a": DOC_A, "b": DOC_B, "c": DOC_C, "d": DOC_D}
+    kept = list(read_kept_calls(run, texts))
+    assert len(kept) == 6 and kept[0].where == f"{run / 'calculator' / 'scored.jsonl'}:1"
+    assert kept[1].position == kept[2].position == P2013  # canonical: before the space
+    # every scored call whose usefulness reaches 0.9, kept by the filter or not
+    assert sorted(c.usefulness for c in read_kept_calls(run, texts, min_usefulness=0.9)) == [0.9, 1.2, 2.0, 5.0]

@@ -3,6 +3,7 @@ reference, the prompt's own examples, the document heuristic and the CLI."""
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 import random
 import re
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from toolformer.assets import PROMPTS_DIR
 from toolformer.corpus.syntax import TOOLFORMER
-from toolformer.tools import ToolError, get_tool, load_prompt, run_call
+from toolformer.errors import UserValueError
+from toolformer.tools import TOOL_KEYS, ToolError, get_tool, load_prompt, run_call
 from toolformer.tools.calculator import MAX_ABS, MAX_DEPTH, MAX_INPUT_CHARS, TOOL, looks_like_math, make_executor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,6 +182,24 @@ def test_prompt_length(tokenizer):
 def test_tool_fields():
     assert get_tool("Calculator") is TOOL
     assert (TOOL.tau_s, TOOL.k, TOOL.m, TOOL.tau_f) == (0.0, 20, 10, 0.5)
+
+
+def test_every_tool_module_registers_its_tool():
+    # a tool's key is its module's name and its prompt file's stem; lookups ignore case
+    assert TOOL_KEYS == ("calculator", "calendar", "wikisearch", "qa")
+    for key in TOOL_KEYS:
+        assert importlib.import_module(f"toolformer.tools.{key}").TOOL is get_tool(key.upper())
+        assert (PROMPTS_DIR / f"{key}.txt").is_file()
+    with pytest.raises(UserValueError, match="unknown tool 'abacus' .available: calculator, calendar"):
+        get_tool("abacus")
+
+
+def test_executor_options():
+    assert TOOL.executor(decimals=0)("7 / 2", {}) == "4"
+    with pytest.raises(UserValueError, match="Calculator has no option 'decimal' .options: decimals."):
+        TOOL.executor(decimal=3)
+    with pytest.raises(UserValueError, match="decimals must be 0..10"):
+        TOOL.executor(decimals=11)
 
 
 # ---- document heuristic

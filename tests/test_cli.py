@@ -19,3 +19,12 @@ def test_threads_must_be_positive(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["tool", "calculator", "2 + 2", "--threads", "0"])
     assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_a_user_error_is_one_line_without_traceback(tmp_path, capsys):
+    # a stage whose input is missing: the user runs the earlier stage; no Python traceback
+    code = main(["execute", "--tool", "calculator", "--run", "nothing-here", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "Traceback" not in err and "nothing-here" in err
+

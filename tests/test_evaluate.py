@@ -1,20 +1,30 @@
-"""Lenient metrics on hand-made cases, benchmark loading, dateset, and evaluation end to end."""
+"""Lenient metrics on hand-made cases, benchmark loading, splits, dateset, and evaluation end to end
+(records, summary, table, resuming, paired comparison of two record files)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import date, datetime
 
 import pytest
 
-from conftest import SHARED_DATA, tiny_llama
+from conftest import REPO, SHARED_DATA, tiny_llama
 from test_generate import Steered, counting_tool
-from toolformer.evaluation.benchmarks import (Example, dateset, first_number, load_examples, numeric_gold, score,
-                                   words_contain)
-from toolformer.evaluation.evaluate import evaluate, run_mode
-from toolformer.inference.decoder import ToolBox, ToolDecoder
-from toolformer.run.records import BadRecord, dumps
 from toolformer.corpus.syntax import TOOLFORMER
+from toolformer.errors import UserError
+from toolformer.evaluation.benchmarks import (Example, dateset, first_number, get_benchmark, load_examples,
+                                              numeric_gold, score, split_examples, words_contain)
+from toolformer.evaluation.evaluate import append_table_row, compare_records, decode, evaluate, mode_figures
+from toolformer.evaluation.metrics import mcnemar_exact
+from toolformer.inference.decoder import ToolDecoder
+from toolformer.inference.toolbox import ToolBox
+from toolformer.lm.hf import HFBackend
+from toolformer.run.records import BadRecord, dumps
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -89,7 +99,7 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def test_load_formats_and_left_out_counts(data_dir):
-    examples, info = load_examples("asdiv", data_dir=data_dir)
+    examples, info = load_examples("asdiv", data_dir=data_dir, split="all")
     assert [e.prompt for e in examples] == ["Question: Seven red apples and two green apples are in the basket. "
                                             "How many apples?\nAnswer:"]
     assert examples[0].gold == ("9.0",) and info["left_out"] == 2 and info["available"] == 1
@@ -101,6 +111,8 @@ def test_load_formats_and_left_out_counts(data_dir):
 
 def test_missing_data_says_what_to_pass(tmp_path, monkeypatch):
     monkeypatch.delenv("TOOLFORMER_DATA", raising=False)
+    with pytest.raises(UserError, match=r"unknown benchmark 'svamq'.*svamp"):
+        load_examples("svamq")
     with pytest.raises(FileNotFoundError, match=r"--data-dir DIR.*TOOLFORMER_DATA.*--data-file"):
         load_examples("svamp")
     with pytest.raises(FileNotFoundError, match=r"math/svamp.jsonl not found"):
@@ -120,6 +132,34 @@ def test_limit_is_a_seeded_subset(data_dir):
     c, _ = load_examples("webq", data_dir=data_dir, limit=10, seed=2)
     assert [e.id for e in a] == [e.id for e in b] != [e.id for e in c]
     assert [e.id for e in a] == sorted((e.id for e in a), key=lambda s: int(s.split(":")[1]))  # order kept
+    more, _ = load_examples("webq", data_dir=data_dir, limit=20, seed=1)
+    assert {e.id for e in a} < {e.id for e in more}  # a larger limit extends a smaller one
+
+
+def test_split_is_fixed_seeded_and_keyed_by_the_problem(tmp_path, monkeypatch):
+    problems = [f"Tom has {i} apples. How many?" for i in range(200)]
+    train, test = split_examples(problems, 0.3, seed=0)
+    assert sorted(train + test) == sorted(problems) and 40 < len(test) < 80
+    again = split_examples(reversed(problems[:50]), 0.3, seed=0)  # order and company do not matter
+    assert set(again[1]) == set(test) & set(problems[:50])
+    assert split_examples(problems, 0.3, seed=1)[1] != test
+    spaced = split_examples([p.replace(". ", ".\n  ") + " " for p in problems], 0.3, seed=0)[1]
+    assert [p.split() for p in spaced] == [p.split() for p in test]  # whitespace does not move a problem
+    rows = [{"body": f"Tom has {i} apples.", "question": "How many?", "answer": str(i)} for i in range(200)]
+    write(tmp_path / "math" / "asdiv.jsonl", rows)
+    parts = {part: load_examples("asdiv", data_dir=tmp_path, split=part) for part in ("test", "train", "all")}
+    assert load_examples("asdiv", data_dir=tmp_path)[0] == parts["test"][0]  # test is the default
+    ids = {part: {e.id for e in examples} for part, (examples, _) in parts.items()}
+    assert ids["test"].isdisjoint(ids["train"]) and ids["test"] | ids["train"] == ids["all"]
+    assert {e.problem for e in parts["test"][0]} == {p for p in test}
+    bench = get_benchmark("asdiv").split
+    assert parts["test"][1]["split"] == {"part": "test", "test_fraction": bench.test_fraction, "seed": bench.seed,
+                                         "key": "problem text", "of": 200}
+    # a test set is evaluated whole and has no train part
+    write(tmp_path / "math" / "svamp.jsonl", rows[:5])
+    assert len(load_examples("svamp", data_dir=tmp_path, split="test")[0]) == 5
+    with pytest.raises(UserError, match="svamp is a test set"):
+        load_examples("svamp", data_dir=tmp_path, split="train")
 
 
 @pytest.mark.slow
@@ -127,10 +167,14 @@ def test_limit_is_a_seeded_subset(data_dir):
 def test_real_benchmark_files():
     counts = {}
     for name in ("svamp", "asdiv", "gsm8k", "lama-google-re", "lama-squad", "nq", "webq"):
-        examples, info = load_examples(name, data_dir=SHARED_DATA)
+        examples, info = load_examples(name, data_dir=SHARED_DATA, split="all")
         counts[name] = (len(examples), info["left_out"])
     assert counts["svamp"] == (1000, 0) and counts["gsm8k"] == (7473, 0)
     assert sum(counts["asdiv"]) == 2215 and counts["asdiv"][1] > 100  # names, times, ratios left out
+    held_out, info = load_examples("asdiv", data_dir=SHARED_DATA)  # the fixed test part
+    assert len(held_out) == info["available"] == 587 and info["split"]["of"] == counts["asdiv"][0]
+    held_out, info = load_examples("asdiv", data_dir=SHARED_DATA)
+    assert len(held_out) == info["available"] == 587 and info["split"]["of"] == counts["asdiv"][0]
     assert counts["nq"] == (3610, 0) and counts["webq"] == (2032, 0)
     assert sum(counts["lama-google-re"]) == 1825 + 2937 + 766 and sum(counts["lama-squad"]) == 305
 
@@ -156,47 +200,153 @@ def test_dateset_answers_follow_the_hidden_date():
 
 # ---------------------------------------------------------------------------- evaluation
 
-def test_run_mode_scores_the_answer_after_the_call(tokenizer):
+def test_decode_scores_the_answer_after_the_call(tokenizer):
     base = tiny_llama(len(tokenizer))
     tool, log = counting_tool("Calculator", "9")
     ex = [math(9)]
     script = " [Calculator(7 + 2) → 9] 9 apples"
-    on = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, ToolBox([tool]))
-    records, figures = run_mode(on, ex, 30, 4, progress=False)
+    on = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool]))
+    records = decode(on, ex, 30, 4)
+    figures = mode_figures(records)
     assert records[0]["answer"] == "9 apples" and records[0]["parsed"] == 9 and records[0]["correct"]
     assert (figures["accuracy"], figures["call_rate"], figures["calls_per_tool"]) == (1.0, 1.0, {"Calculator": 1})
-    off = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, None)
-    records, figures = run_mode(off, ex, 30, 4, progress=False)
-    assert (figures["call_rate"], records[0]["calls"]) == (0.0, []) and len(log) == 1
+    assert figures["ci"][0] > 0 and figures["ci"][1] == 1.0
+    off = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, None)
+    records = decode(off, ex, 30, 4)
+    assert (mode_figures(records)["call_rate"], records[0]["calls"]) == (0.0, []) and len(log) == 1
 
 
-def test_evaluate_end_to_end_writes_records_summary_and_table(tmp_path, tokenizer):
+@pytest.fixture
+def tiny_model(tmp_path, tokenizer):
     model_dir = tmp_path / "tiny"
     tiny_llama(len(tokenizer), layers=1).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
+    return str(model_dir)
+
+
+@pytest.fixture
+def svamp_file(tmp_path):
     data = tmp_path / "svamp.jsonl"
     write(data, [{"Body": f"Tom has {i} apples and buys {i + 1} more.", "Question": "How many apples now?",
-                  "Answer": float(2 * i + 1)} for i in range(6)])
+                  "Answer": float(2 * i + 1)} for i in range(40)])
+    return str(data)
+
+
+def read_records(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_evaluate_end_to_end_writes_records_summary_and_table(tmp_path, tiny_model, svamp_file):
     table = tmp_path / "results.md"
-    summary = evaluate("svamp", str(model_dir), data_file=data, limit=4, tools="both", batch_size=2,
-                       max_new_tokens=6, out_dir=tmp_path / "eval", table=table, progress=False)
-    assert summary["n"] == 4 and summary["available"] == 6
+    summary = evaluate(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=4, tools="both",
+                       batch_size=2, max_new_tokens=6, out=str(tmp_path / "eval"), table=str(table), progress=False)
+    assert summary["n"] == 4 and summary["available"] == 40 and summary["split"] == {"part": "all"}
     assert summary["tools_off"]["call_rate"] == 0.0 and summary["tools_allowed"] == ["Calculator", "Calendar",
                                                                                     "WikiSearch", "QA"]
     for mode in ("on", "off"):
-        rows = [json.loads(line) for line in open(tmp_path / "eval" / f"svamp.tools-{mode}.jsonl")]
-        assert len(rows) == 4 and sum(r["correct"] for r in rows) == round(4 * summary[f"accuracy_tools_{mode}"])
+        rows = read_records(tmp_path / "eval" / f"svamp.tools-{mode}.jsonl")
+        assert len(rows) == 4 and sum(r["correct"] for r in rows) == summary[f"tools_{mode}"]["correct"]
         assert set(rows[0]) >= {"prompt", "output", "answer", "parsed", "gold", "correct", "calls"}
-    assert json.loads((tmp_path / "eval" / "svamp.summary.json").read_text())["n"] == 4
+        low, high = summary[f"tools_{mode}"]["ci"]
+        assert 0 <= low <= summary[f"accuracy_tools_{mode}"] <= high <= 1
+    pair = summary["on_vs_off"]
+    assert pair["n"] == 4 and pair["p_value"] == mcnemar_exact(pair["only_first"], pair["only_second"])
+    assert json.loads((tmp_path / "eval" / "svamp.summary.json").read_text())["on_vs_off"] == pair
     # a tool retriever offers each example its top tool only; every on-record says which
-    picked = evaluate("svamp", str(model_dir), data_file=data, limit=2, tools="on", max_new_tokens=4,
-                      out_dir=tmp_path / "eval3", progress=False, tool_retriever="bm25", tools_per_input=1)
+    picked = evaluate(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=2, tools="on",
+                      max_new_tokens=4, out=str(tmp_path / "eval3"), progress=False, tool_retriever="bm25")
     assert (picked["tool_retriever"], picked["tools_per_input"]) == ("bm25", 1)
-    assert "calls_not_offered" in picked["tools_on"]
-    rows = [json.loads(line) for line in open(tmp_path / "eval3" / "svamp.tools-on.jsonl")]
+    assert "calls_not_offered" in picked["tools_on"] and "on_vs_off" not in picked
+    rows = read_records(tmp_path / "eval3" / "svamp.tools-on.jsonl")
     assert [len(r["tools_offered"]) for r in rows] == [1, 1]
     assert all(set(r["tools_offered"]) <= set(picked["tools_allowed"]) for r in rows)
-    evaluate("svamp", str(model_dir), data_file=data, limit=2, tools="off", max_new_tokens=4,
-             out_dir=tmp_path / "eval2", table=table, progress=False)
+    evaluate(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=2, tools="off", max_new_tokens=4,
+             out=str(tmp_path / "eval2"), table=str(table), progress=False)
     lines = table.read_text().splitlines()
-    assert len(lines) == 4 and lines[0].startswith("| model |") and lines[3].split("|")[4:7] == [" 2 ", " 0.0 ", " – "]
+    assert len(lines) == 4 and lines[0].startswith("| model |") and "McNemar p" in lines[0]
+    cells = [c.strip() for c in lines[2].split("|")[1:-1]]
+    assert cells[3:5] == ["all", "4"] and re.fullmatch(r"\d+\.\d \(\d+\.\d–\d+\.\d\)", cells[5])
+    assert re.fullmatch(r"[+-]\d+\.\d \([+-]\d+\.\d to [+-]\d+\.\d\)", cells[8])
+    off_only = [c.strip() for c in lines[3].split("|")[1:-1]]
+    assert off_only[4] == "2" and off_only[6:] == ["–"] * 5  # no tools-on column, call rate, difference, p, calls
+
+
+def test_a_table_with_old_columns_gets_a_new_header(tmp_path):
+    table = tmp_path / "results.md"
+    table.write_text("| model | n |\n|---|---:|\n| m | 3 |\n")
+    append_table_row(table, "| a | b |\n", "| x | y |\n|---|---|\n")
+    append_table_row(table, "| c | d |\n", "| x | y |\n|---|---|\n")
+    assert table.read_text().split("\n\n")[1] == "| x | y |\n|---|---|\n| a | b |\n| c | d |\n"
+
+
+def test_a_larger_limit_continues_and_other_settings_are_refused(tmp_path, tiny_model, svamp_file):
+    run = dict(benchmark="svamp", model=tiny_model, data_file=svamp_file, batch_size=2, max_new_tokens=4,
+               out=str(tmp_path / "eval"), progress=False)
+    first = evaluate(limit=3, **run)
+    path = tmp_path / "eval" / "svamp.tools-on.jsonl"
+    before = path.read_bytes()
+    second = evaluate(limit=6, **run)
+    assert path.read_bytes().startswith(before)  # the first three are kept, not redone
+    assert (second["tools_on"]["reused"], second["n"]) == (3, 6)
+    ids = [r["id"] for r in read_records(path)]
+    assert len(ids) == len(set(ids)) == 6
+    # the same records as one uninterrupted run of 6
+    fresh = evaluate(limit=6, **{**run, "out": str(tmp_path / "fresh")})
+    by_id = {r["id"]: r for r in read_records(path)}
+    assert [by_id[r["id"]] for r in read_records(tmp_path / "fresh" / "svamp.tools-on.jsonl")] == \
+        read_records(tmp_path / "fresh" / "svamp.tools-on.jsonl")
+    assert fresh["on_vs_off"] == second["on_vs_off"] and fresh["tools_on"]["ci"] == second["tools_on"]["ci"]
+    # a smaller limit reuses everything; the summary covers only its examples
+    assert evaluate(limit=2, **run)["tools_off"]["reused"] == 2
+    assert first["n"] == 3
+    with pytest.raises(UserError, match=r"other settings \(top_k: 10 -> 3\).*another --out"):
+        evaluate(limit=6, top_k=3, **run)
+    write(tmp_path / "svamp.jsonl", [{"Body": "Changed.", "Question": "How many?", "Answer": 1.0}] * 40)
+    with pytest.raises(UserError, match="the data changed"):
+        evaluate(limit=6, **run)
+
+
+def test_a_killed_evaluation_resumes_to_the_same_records(tmp_path, tiny_model, svamp_file):
+    run = dict(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=24, tools="off", batch_size=1,
+               max_new_tokens=12, progress=False)
+    out = tmp_path / "killed"
+    code = f"from toolformer.evaluation.evaluate import evaluate; evaluate(out={str(out)!r}, **{run!r})"
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE)
+    progress = out / "svamp.tools-off.jsonl.progress"
+    deadline = time.time() + 120
+    while child.poll() is None and time.time() < deadline:
+        if progress.exists() and progress.read_bytes().count(b"\n") >= 1:
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    committed = progress.read_bytes().count(b"\n")
+    assert 1 <= committed < 6  # 24 examples, 4 per chunk: it stopped part-way
+    resumed = evaluate(out=str(out), **run)
+    assert resumed["tools_off"]["reused"] == 4 * committed
+    evaluate(out=str(tmp_path / "once"), **run)
+    assert (out / "svamp.tools-off.jsonl").read_bytes() == (tmp_path / "once" / "svamp.tools-off.jsonl").read_bytes()
+
+
+def test_compare_two_record_files(tmp_path):
+    def records(name, correct, ids=None):
+        path = tmp_path / name
+        write(path, [{"id": i, "gold": ["1.0"], "correct": c} for i, c in zip(ids or map(str, range(len(correct))),
+                                                                               correct)])
+        return path
+    a = records("a.jsonl", [True] * 2 + [False] * 10 + [True] * 3 + [False] * 5)
+    b = records("b.jsonl", [False] * 2 + [True] * 10 + [True] * 3 + [False] * 5)
+    table = tmp_path / "compare.md"
+    result = compare_records(a, b, table=table)
+    assert (result["n"], result["only_first"], result["only_second"]) == (20, 2, 10)
+    assert result["difference"] == 0.4 and result["p_value"] == 2 * 79 / 4096
+    assert result["files"] == [str(a), str(b)] and table.read_text().count("\n") == 3
+    shuffled = records("c.jsonl", [True] * 20, ids=[str(i) for i in reversed(range(20))])
+    assert compare_records(a, shuffled)["n"] == 20  # paired by id, not by line
+    with pytest.raises(UserError, match=r"different examples \(20 and 19; 1 only in the first"):
+        compare_records(a, records("d.jsonl", [True] * 19))
+    write(tmp_path / "e.jsonl", [{"id": "0", "correct": True}, {"id": "0", "correct": False}])
+    with pytest.raises(UserError, match=r"e.jsonl:2: example '0' appears twice"):
+        compare_records(a, tmp_path / "e.jsonl")

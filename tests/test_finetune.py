@@ -1,7 +1,12 @@
-"""Finetuning on a built corpus with a tiny Llama: loss goes down, resume continues exactly, masking."""
+"""Finetuning on a built corpus with a tiny Llama: loss goes down, resume continues exactly (also past a
+checkpoint a kill cut short), masking, and two data-parallel processes that write the outputs once."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +15,7 @@ from conftest import tiny_llama
 from test_build import scored
 from toolformer.corpus.build import build_augmented
 from toolformer.finetune import PadCollator, finetune, tokenize
-from toolformer.inference.decoder import load_model
+from toolformer.lm.loading import load_model
 from toolformer.run.records import dumps
 from toolformer.corpus.syntax import TOOLFORMER
 
@@ -52,7 +57,7 @@ def mean_loss(model, tokenizer, texts) -> float:
 
 
 def test_training_lowers_the_loss_and_saves_adapter_and_merged(run, tiny_dir, tmp_path):
-    figures = finetune(run, tiny_dir, out_dir=tmp_path / "m", merge=True, **SETTINGS)
+    figures = finetune(run, model=tiny_dir, out_dir=tmp_path / "m", merge=True, **SETTINGS)
     assert figures["steps"] == 4 and figures["train_documents"] == 10 and figures["validation_documents"] == 2
     assert figures["best_checkpoint"] in ("checkpoint-2", "checkpoint-4") and figures["tokens_per_second"] > 0
     texts = [json.loads(line)["text"] for line in open(run / "augmented" / "train.jsonl")]
@@ -72,11 +77,16 @@ def test_resume_continues_where_it_stopped(run, tiny_dir, tmp_path):
         def on_step_end(self, args, state, control, **kwargs):
             control.should_training_stop = state.global_step == 2
 
-    straight = finetune(run, tiny_dir, out_dir=tmp_path / "a", **SETTINGS)
-    cut = finetune(run, tiny_dir, out_dir=tmp_path / "b", callbacks=[StopAfterTwo()], **SETTINGS)
+    straight = finetune(run, model=tiny_dir, out_dir=tmp_path / "a", **SETTINGS)
+    cut = finetune(run, model=tiny_dir, out_dir=tmp_path / "b", callbacks=[StopAfterTwo()], **SETTINGS)
     assert cut["steps"] == 2
-    resumed = finetune(run, tiny_dir, out_dir=tmp_path / "b", resume=True, **SETTINGS)
+    # a kill -9 while checkpoint 3 was being written: weights there, no trainer_state.json yet
+    half = tmp_path / "b" / "checkpoints" / "checkpoint-3"
+    shutil.copytree(tmp_path / "b" / "checkpoints" / "checkpoint-2", half)
+    (half / "trainer_state.json").unlink()
+    resumed = finetune(run, model=tiny_dir, out_dir=tmp_path / "b", resume=True, **SETTINGS)
     assert (straight["steps"], resumed["steps"], resumed["resumed_from"]) == (4, 4, "checkpoint-2")
+    assert not half.exists()
     assert resumed["tokens_seen"] == straight["tokens_seen"] and resumed["tokens_per_second"] > 0
     a = load_file(tmp_path / "a" / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
     b = load_file(tmp_path / "b" / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
@@ -95,3 +105,23 @@ def test_mask_results_removes_exactly_the_result_tokens(tokenizer):
     assert masked[0] == row["input_ids"][0] and counts["masked_tokens"] == len(masked) - 1
     (plain,) = tokenize([text], tokenizer, TOOLFORMER, 512, False, counts)
     assert plain["labels"][1:] == plain["input_ids"][1:] and plain["input_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_two_data_parallel_processes_write_the_outputs_once(run, tiny_dir, tmp_path):
+    """`torchrun --nproc_per_node 2` on CPU (gloo): both processes train, only the first saves and logs."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # "--" ends torchrun's own flags: it would take --run for an abbreviation of its --run-path
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "toolformer.cli", "--", "finetune",
+         "--runs-dir", str(run.parent), "--run", run.name, "--model", tiny_dir, "--out", str(out),
+         "--max-steps", "2", "--batch-size", "2", "--eval-steps", "2", "--max-length", "64", "--no-progress",
+         "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("'loss'") == 1  # the Trainer logs at step 2 of 2, on the first process only
+    assert proc.stdout.count("finetuned 2 steps") == 1
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["steps"] == 2 and figures["tokens_seen"] > 0
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((out / "finetune.json").read_text())["steps"] == 2

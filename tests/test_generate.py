@@ -6,7 +6,9 @@ import pytest
 
 from conftest import tiny_llama
 from toolformer.tools import Tool
-from toolformer.inference.decoder import ToolBox, ToolDecoder, marker_token_ids, offer_tools
+from toolformer.inference import ToolBox, ToolDecoder, offer_tools
+from toolformer.lm.hf import HFBackend
+from toolformer.lm.tokens import marker_token_ids
 from toolformer.corpus.syntax import HW3, TOOLFORMER
 
 
@@ -80,7 +82,7 @@ def test_call_runs_once_and_result_appears(base, tokenizer):
     script = " [Calculator(400 / 1400) → 0.29] 29%"
     tool, log = counting_tool("Calculator", "0.29")
     model = Steered(base, tokenizer, script)
-    dec = ToolDecoder(model, tokenizer, TOOLFORMER, ToolBox([tool]), top_k=10, max_calls=1)
+    dec = ToolDecoder(HFBackend(model, tokenizer), TOOLFORMER, ToolBox([tool]), top_k=10, max_calls=1)
     (gen,) = dec.generate(["400 of 1400 passed:"], [{"date": "2020-01-02"}], max_new_tokens=40)
     assert log == [("400 / 1400", {"date": "2020-01-02"})]
     assert gen.output == script
@@ -94,23 +96,23 @@ def test_call_runs_once_and_result_appears(base, tokenizer):
 def test_result_comes_from_the_tool_not_the_model(base, tokenizer):
     tool, log = counting_tool("Calculator", "7")
     model = Steered(base, tokenizer, " [Calculator(3 + 4) → 7] 7")
-    dec = ToolDecoder(model, tokenizer, TOOLFORMER, ToolBox([tool]))
+    dec = ToolDecoder(HFBackend(model, tokenizer), TOOLFORMER, ToolBox([tool]))
     (gen,) = dec.generate(["x"], max_new_tokens=30)
     assert len(log) == 1 and gen.output == " [Calculator(3 + 4) → 7] 7"
 
     wrong, _ = counting_tool("Calculator", "8")  # a different result breaks the script: the model drifts
     model = Steered(base, tokenizer, " [Calculator(3 + 4) → 7] 7")
-    (gen,) = ToolDecoder(model, tokenizer, TOOLFORMER, ToolBox([wrong])).generate(["x"], max_new_tokens=12)
+    (gen,) = ToolDecoder(HFBackend(model, tokenizer), TOOLFORMER, ToolBox([wrong])).generate(["x"], max_new_tokens=12)
     assert gen.output.startswith(" [Calculator(3 + 4) → 8]") and gen.calls[0]["result"] == "8"
 
 
 def test_tools_off_never_calls(base, tokenizer):
     tool, log = counting_tool("Calculator", "0.29")
     model = Steered(base, tokenizer, " [Calculator(400 / 1400) → 0.29] 29%")
-    dec = ToolDecoder(model, tokenizer, TOOLFORMER, toolbox=None)
+    dec = ToolDecoder(HFBackend(model, tokenizer), TOOLFORMER, toolbox=None)
     (gen,) = dec.generate(["400 of 1400 passed:"], max_new_tokens=20)
     assert log == [] and gen.calls == []
-    banned = set(marker_token_ids(tokenizer, TOOLFORMER))
+    banned = set(marker_token_ids(dec.lm, TOOLFORMER))
     assert {tokenizer.encode(s, add_special_tokens=False)[0] for s in (" [", "[")} <= banned
     assert "[" not in gen.output
 
@@ -118,11 +120,11 @@ def test_tools_off_never_calls(base, tokenizer):
 def test_call_budget_bans_a_second_call(base, tokenizer):
     tool, log = counting_tool("Calculator", "2")
     script = " [Calculator(1 + 1) → 2] [Calculator(2 + 2) → 4]"
-    (gen,) = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, ToolBox([tool]),
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool]),
                          max_calls=1).generate(["x"], max_new_tokens=40)
     assert len(log) == 1 and gen.output.count("[") == 1
     log.clear()
-    (gen,) = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, ToolBox([tool]),
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool]),
                          max_calls=2).generate(["x"], max_new_tokens=40)
     assert [i for i, _ in log] == ["1 + 1", "2 + 2"]
 
@@ -131,7 +133,7 @@ def test_a_bracket_is_not_a_call(base, tokenizer):
     # the forced start marker is followed by arithmetic, not a tool name: plain text, budget spent
     tool, log = counting_tool("Calculator", "19")
     script = " 5 + [5 + 14] = 19 [Calculator(1 + 1) → 2]"
-    (gen,) = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, ToolBox([tool])).generate(
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool])).generate(
         ["x"], max_new_tokens=30)
     assert (gen.calls, gen.false_starts, log) == ([], 1, [])
     assert gen.output.startswith(" 5 + [5 + 14] = 19") and "Calculator" not in gen.output
@@ -142,7 +144,7 @@ def test_unfinished_call_is_left_out_of_the_answer(base, tokenizer):
     tool, log = counting_tool("Calculator", "2")
     script = " 7 [Calculator(1 + 1"  # decoding stops (token cap) inside the call
     cap = len(tokenizer.encode(script, add_special_tokens=False))
-    (gen,) = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER,
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER,
                          ToolBox([tool])).generate(["x"], max_new_tokens=cap)
     assert gen.output == " 7 [Calculator(1 + 1" and gen.answer == "7" and log == []
     assert gen.calls == [{"tool": None, "input": None, "result": None, "error": "unfinished call"}]
@@ -155,17 +157,18 @@ def test_top_k_trigger(base, tokenizer):
     for k, calls in ((10, 1), (1, 0)):
         log.clear()
         model = Steered(base, tokenizer, script, strength=50, second=True)
-        (gen,) = ToolDecoder(model, tokenizer, TOOLFORMER, ToolBox([tool]), top_k=k).generate(["x"], max_new_tokens=3)
+        dec = ToolDecoder(HFBackend(model, tokenizer), TOOLFORMER, ToolBox([tool]), top_k=k)
+        (gen,) = dec.generate(["x"], max_new_tokens=3)
         assert len(gen.calls) == calls and gen.output.startswith(" [") == bool(calls)
 
 
 def test_hw3_syntax_and_unknown_tool(base, tokenizer):
     tool, log = counting_tool("Calculator", "16")
-    (gen,) = ToolDecoder(Steered(base, tokenizer, " <<8*2>>16 apples"), tokenizer, HW3,
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, " <<8*2>>16 apples"), tokenizer), HW3,
                          ToolBox([tool])).generate(["x"], max_new_tokens=20)
     assert log[0][0] == "8*2" and gen.output == " <<8*2>>16 apples" and gen.answer == "apples"
 
-    (gen,) = ToolDecoder(Steered(base, tokenizer, " [QA(who?) → ] x"), tokenizer, TOOLFORMER,
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, " [QA(who?) → ] x"), tokenizer), TOOLFORMER,
                          ToolBox([tool])).generate(["x"], max_new_tokens=20)
     assert gen.calls[0]["error"] == "tool 'QA' is not available here" and gen.output.startswith(" [QA(who?) → ]")
 
@@ -177,7 +180,7 @@ def test_batched_equals_one_by_one(base, tokenizer):
 
     def run(batch_size):
         model = Steered(base, tokenizer, " [Calculator(400 / 1400) → 0.29] 29%", strength=30)
-        dec = ToolDecoder(model, tokenizer, TOOLFORMER, ToolBox([tool]), top_k=10)
+        dec = ToolDecoder(HFBackend(model, tokenizer), TOOLFORMER, ToolBox([tool]), top_k=10)
         return dec.generate(prompts, max_new_tokens=24, batch_size=batch_size)
 
     one, batched = run(1), run(3)
@@ -191,17 +194,17 @@ def test_batched_equals_one_by_one(base, tokenizer):
 def test_a_tool_not_offered_for_the_input_is_not_run(base, tokenizer):
     tool, log = counting_tool("Calculator", "2")
     script = " [Calculator(1 + 1) → 2]"
-    (gen,) = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, ToolBox([tool])).generate(
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool])).generate(
         ["x"], max_new_tokens=20, offered=[frozenset({"Calendar"})])
     assert log == [] and gen.calls == [{"tool": "Calculator", "input": "1 + 1", "result": None,
                                         "error": "tool Calculator was not offered for this input"}]
-    (gen,) = ToolDecoder(Steered(base, tokenizer, script), tokenizer, TOOLFORMER, ToolBox([tool])).generate(
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool])).generate(
         ["x"], max_new_tokens=20, offered=[frozenset({"Calculator"})])
     assert log == [("1 + 1", {})] and gen.calls[0]["result"] == "2"
 
 
 def test_offer_tools_takes_the_retrievers_top_k_of_the_toolbox():
-    from toolformer.retrieval.retriever import rank_tools
+    from toolformer.retrieval import rank_tools
     box = ToolBox(["calculator", "calendar", "wikisearch"])
     texts = ["What day of the week is today?", "How much is 17 times 23?"]
     offered = offer_tools("bm25", texts, box, 2)

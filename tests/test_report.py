@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from synthetic_run import write_synthetic_run
-from toolformer.report import report
+import toolformer.report as report
 from toolformer.report.browser import INSTALL_HINT, Chromium, find_chromium
 from toolformer.cli import main
 from toolformer.run.records import SCORED, read_jsonl
@@ -54,7 +54,7 @@ def scored_record(i: int, tool: str, doc: str, before: str, input: str, result, 
 
 
 def make_run(runs: Path, name: str = "small", calc_tau: float = 0.5, docs: dict = DOCS, calls: list = CALLS,
-             config: dict | None = None) -> Path:
+             config: dict | None = None, seed: int = 7) -> Path:
     """A run folder as the curation stages write it: manifest, documents.jsonl, <tool>/scored.jsonl."""
     run = runs / name
     taus = {"calculator": calc_tau, "calendar": 1.0}
@@ -69,7 +69,8 @@ def make_run(runs: Path, name: str = "small", calc_tau: float = 0.5, docs: dict 
         stages[f"sample/{tool}"] = {"counts": {"documents": 4, "documents_heuristic": 3, "windows": 4,
                                                "windows_heuristic": 3, "positions": 5, "samples": len(records) + 1,
                                                "unclosed": 1, "candidates": len(records)},
-                                    "seconds": 2.5, "config": {"model": "tiny", "syntax": "toolformer", "tau_s": 0.0}}
+                                    "seconds": 2.5, "config": {"model": "tiny", "syntax": "toolformer", "tau_s": 0.0,
+                                                                        "seed": seed}}
         stages[f"execute/{tool}"] = {"counts": {"executed_ok": len(records) - failed, "executed_failed": failed},
                                      "seconds": 0.1}
         stages[f"filter/{tool}"] = {"counts": {"scored": len(records), "kept": sum(r["kept"] for r in records)},
@@ -78,7 +79,7 @@ def make_run(runs: Path, name: str = "small", calc_tau: float = 0.5, docs: dict 
     stages["sample/qa"] = {"counts": {"documents": 4, "documents_heuristic": 0, "windows": 4, "windows_heuristic": 0,
                                       "positions": 0, "samples": 0, "candidates": 0}, "seconds": 0.2}
     manifest = {"run": name, "config": config or {"corpus": "small.jsonl"}, "versions": {"toolformer": "0.1.0"},
-                "seed": 7, "stages": stages}
+                "stages": stages}
     (run / "manifest.json").write_text(json.dumps(manifest))
     (run / "documents.jsonl").write_text("".join(json.dumps({"id": k, "text": v, "meta": {}}) + "\n"
                                                  for k, v in docs.items()))
@@ -171,6 +172,25 @@ def test_errors_grouped_and_what_if(small):
     grid = report.what_if_grid(summary)
     assert grid["kept"]["calculator"][grid["grid"].index(0.5)] == 2
     assert grid["kept"]["calendar"][grid["grid"].index(0.2)] == 2
+
+
+def test_the_seed_is_the_one_the_run_was_sampled_with(tmp_path):
+    """The manifest keeps the sample seed in stages["sample/<tool>"]["config"]; the page shows it and
+    draws its random example sample with it."""
+    figures = report.write_report(make_run(tmp_path / "runs", seed=11))
+    html = Path(figures["html"]).read_text()
+    assert figures["seed"] == 11 and page_data(html)["seed"] == 11
+    assert "<dt>seed</dt><dd>11</dd>" in html and "| seed | 11 |" in Path(figures["md"]).read_text()
+    run = tmp_path / "runs" / "synthetic"
+    write_synthetic_run(run, 2000, n_docs=200)
+    manifest = json.loads((run / "manifest.json").read_text())
+    for stage, info in manifest["stages"].items():
+        if stage.startswith("sample/"):
+            info["config"]["seed"] = 11
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    rows = {seed: page_data(Path(report.write_report(run, max_rows=400, seed=seed)["html"]).read_text())["rows"]
+            for seed in (None, 11, 0)}
+    assert rows[None] == rows[11] != rows[0]
 
 
 def test_manifest_disagreement_and_bad_lines_are_reported(tmp_path, capsys):

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from toolformer.retrieval import retriever as R
+from toolformer.config import RetrieverTraining
+from toolformer.retrieval import rank_tools
+from toolformer.retrieval.bm25 import BM25
+from toolformer.retrieval.data import (Pair, Query, ToolSet, kept_call_queries, query_pairs, read_pairs, read_queries,
+                                       read_tool_set, registry_tools, split)
+from toolformer.retrieval.encoders import LLMEncoder, load_encoder, pool_hidden, save_retriever
+from toolformer.retrieval.index import IVFIndex, ToolIndex, tool_embeddings, top_k
+from toolformer.retrieval.metrics import evaluate, ranking_metrics
+from toolformer.retrieval.train import batch_candidates, info_nce, mine_hard_negatives, train
 from toolformer.run.records import BadRecord, ReadStats, dumps
 
 # a toy tool set and queries: the words linking a query to its tool must be learnt
@@ -37,7 +45,7 @@ def word_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
 
 
-def tiny_llm_encoder(pooling: str = "last", arch: str = "llama") -> R.LLMEncoder:
+def tiny_llm_encoder(pooling: str = "last", arch: str = "llama") -> LLMEncoder:
     """A random 2-layer decoder: Llama (rotary positions) or GPT-2 (absolute positions)."""
     from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaModel
     tok = word_tokenizer()
@@ -47,12 +55,12 @@ def tiny_llm_encoder(pooling: str = "last", arch: str = "llama") -> R.LLMEncoder
                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
     else:
         model = GPT2Model(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=256))
-    return R.LLMEncoder(model.eval(), tok, pooling=pooling, instruction=None, max_length=32)
+    return LLMEncoder(model.eval(), tok, pooling=pooling, instruction=None, max_length=32)
 
 
 def toy_data():
-    tools = R.ToolSet(tuple(TOY_TOOLS), tuple(TOY_TOOLS.values()))
-    queries = [R.Query(q, frozenset([t]), q) for q, t in TOY_QUERIES]
+    tools = ToolSet(tuple(TOY_TOOLS), tuple(TOY_TOOLS.values()))
+    queries = [Query(q, frozenset([t]), q) for q, t in TOY_QUERIES]
     return tools, queries
 
 
@@ -65,18 +73,18 @@ def test_info_nce_equals_hand_computation():
     rows = [math.log(1 + math.exp(-2) + math.exp(-0.4)),      # 0.590924
             math.log(1 + math.exp(-2) + math.exp(-0.8)),      # 0.460373
             math.log(1 + math.exp(-0.72) + math.exp(-0.32))]  # 0.794304
-    loss = R.info_nce(q, d, torch.tensor([0, 1, 2]), None, temperature=0.5)
+    loss = info_nce(q, d, torch.tensor([0, 1, 2]), None, temperature=0.5)
     assert loss.item() == pytest.approx(sum(rows) / 3, abs=1e-6)
     assert loss.item() == pytest.approx(0.615200, abs=1e-6)
     # a masked cell leaves the softmax: row 0 without column 2
     mask = torch.tensor([[False, False, True], [False] * 3, [False] * 3])
-    loss = R.info_nce(q, d, torch.tensor([0, 1, 2]), mask, temperature=0.5)
+    loss = info_nce(q, d, torch.tensor([0, 1, 2]), mask, temperature=0.5)
     assert loss.item() == pytest.approx((math.log(1 + math.exp(-2)) + rows[1] + rows[2]) / 3, abs=1e-6)
 
 
 def test_batch_candidates_positives_first_then_hard_negatives():
-    pairs = [R.Pair("q0", "A", ("N0",), frozenset({"A"})), R.Pair("q1", "B", (), frozenset({"B"}))]
-    texts, labels, mask = R.batch_candidates(pairs, [("X", "Y"), ("Z", "W")])
+    pairs = [Pair("q0", "A", ("N0",), frozenset({"A"})), Pair("q1", "B", (), frozenset({"B"}))]
+    texts, labels, mask = batch_candidates(pairs, [("X", "Y"), ("Z", "W")])
     assert texts == ["A", "B", "N0", "X", "Y", "Z", "W"]
     assert labels == [0, 1]
     assert not any(any(row) for row in mask)
@@ -91,9 +99,9 @@ def test_batch_candidates_positives_first_then_hard_negatives():
 
 def test_batch_candidates_dedupe_and_mask_false_negatives():
     # q0 needs A (B is also right for it), q1 needs A too, q2 needs B; q2's mined negative is A
-    pairs = [R.Pair("q0", "A", (), frozenset({"A", "B"})), R.Pair("q1", "A", (), frozenset({"A"})),
-             R.Pair("q2", "B", (), frozenset({"B"}))]
-    texts, labels, mask = R.batch_candidates(pairs, [("C",), ("B",), ("A",)])
+    pairs = [Pair("q0", "A", (), frozenset({"A", "B"})), Pair("q1", "A", (), frozenset({"A"})),
+             Pair("q2", "B", (), frozenset({"B"}))]
+    texts, labels, mask = batch_candidates(pairs, [("C",), ("B",), ("A",)])
     assert texts == ["A", "B", "C"]
     assert labels == [0, 0, 1]
     assert mask == [[False, True, False], [False, False, False], [False, False, False]]
@@ -105,10 +113,10 @@ def test_last_token_pooling_under_left_and_right_padding():
     hidden = torch.arange(2 * 4 * 3, dtype=torch.float).reshape(2, 4, 3)
     right = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
     left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
-    assert torch.equal(R.pool_hidden(hidden, right, "last"), torch.stack([hidden[0, 2], hidden[1, 1]]))
-    assert torch.equal(R.pool_hidden(hidden, left, "last"), torch.stack([hidden[0, 3], hidden[1, 3]]))
-    assert torch.allclose(R.pool_hidden(hidden, right, "mean"), torch.stack([hidden[0, :3].mean(0), hidden[1, :2].mean(0)]))
-    assert torch.allclose(R.pool_hidden(hidden, left, "mean"), torch.stack([hidden[0, 1:].mean(0), hidden[1, 2:].mean(0)]))
+    assert torch.equal(pool_hidden(hidden, right, "last"), torch.stack([hidden[0, 2], hidden[1, 1]]))
+    assert torch.equal(pool_hidden(hidden, left, "last"), torch.stack([hidden[0, 3], hidden[1, 3]]))
+    assert torch.allclose(pool_hidden(hidden, right, "mean"), torch.stack([hidden[0, :3].mean(0), hidden[1, :2].mean(0)]))
+    assert torch.allclose(pool_hidden(hidden, left, "mean"), torch.stack([hidden[0, 1:].mean(0), hidden[1, 2:].mean(0)]))
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
@@ -145,7 +153,7 @@ def test_llm_encoder_appends_eos_and_prefixes_queries():
 def test_metrics_one_relevant_item():
     ranked = [["a", "b", "c"], ["b", "a", "c"], ["c", "b", "a"], ["b", "c"]]
     relevant = [frozenset("a")] * 4
-    m = R.ranking_metrics(ranked, relevant, ks=(1, 2, 5))
+    m = ranking_metrics(ranked, relevant, ks=(1, 2, 5))
     assert m["recall@1"] == pytest.approx(1 / 4)
     assert m["recall@2"] == pytest.approx(2 / 4)
     assert m["recall@5"] == pytest.approx(3 / 4)
@@ -154,13 +162,13 @@ def test_metrics_one_relevant_item():
 
 
 def test_metrics_several_relevant_items():
-    m = R.ranking_metrics([["x", "a", "y", "b"]], [frozenset({"a", "b"})], ks=(1, 2, 5))
+    m = ranking_metrics([["x", "a", "y", "b"]], [frozenset({"a", "b"})], ks=(1, 2, 5))
     assert (m["recall@1"], m["recall@2"], m["recall@5"], m["mrr"]) == (0, 0.5, 1.0, 0.5)
     dcg, idcg = 1 / math.log2(3) + 1 / math.log2(5), 1 + 1 / math.log2(3)
     assert m["ndcg@10"] == pytest.approx(round(dcg / idcg, 4))                       # 0.6509
-    assert R.ranking_metrics([["a", "b"]], [frozenset({"a", "b"})])["ndcg@10"] == 1.0
+    assert ranking_metrics([["a", "b"]], [frozenset({"a", "b"})])["ndcg@10"] == 1.0
     # a relevant item beyond rank 10 adds nothing to NDCG@10 but counts in the ideal ranking
-    m = R.ranking_metrics([["a", *"cdefghijkl", "b"]], [frozenset({"a", "b"})])
+    m = ranking_metrics([["a", *"cdefghijkl", "b"]], [frozenset({"a", "b"})])
     assert m["ndcg@10"] == pytest.approx(round(1 / idcg, 4))
 
 
@@ -175,13 +183,13 @@ def test_bad_pairs_line_names_file_and_line(tmp_path):
     path = write_lines(tmp_path / "pairs.jsonl", [json.dumps({"query": "q", "positive": "p", "negatives": ["n"]}),
                                                   json.dumps({"query": "q2", "negatives": []})])
     with pytest.raises(BadRecord, match=r"pairs\.jsonl:2: needs a non-empty string 'positive'"):
-        R.read_pairs(path)
+        read_pairs(path)
     write_lines(path, ['{"query": "q", "positive": "p"', ""])
     with pytest.raises(BadRecord, match=r"pairs\.jsonl:1: bad JSON"):
-        R.read_pairs(path)
+        read_pairs(path)
     write_lines(path, [json.dumps({"query": "q", "positive": "p", "negatives": ["p"]})])
     with pytest.raises(BadRecord, match=r"pairs\.jsonl:1: the positive is also listed as a negative"):
-        R.read_pairs(path)
+        read_pairs(path)
 
 
 def test_queries_unknown_tool_errors_or_is_counted(tmp_path):
@@ -191,9 +199,9 @@ def test_queries_unknown_tool_errors_or_is_counted(tmp_path):
                                               json.dumps({"query": "y", "tool": "Translator"}),
                                               "not json"])
     with pytest.raises(BadRecord, match=r"q\.jsonl:3: tool 'Translator' is not in the tool set"):
-        R.read_queries(path, tools)
+        read_queries(path, tools)
     stats = ReadStats()
-    queries = R.read_queries(path, tools, skip_bad=True, stats=stats)
+    queries = read_queries(path, tools, skip_bad=True, stats=stats)
     assert [q.relevant for q in queries] == [frozenset({"Calculator"}), frozenset({"QA", "Calendar"})]
     assert stats.skipped_bad == 2
     assert stats.examples[0].endswith("q.jsonl:3: tool 'Translator' is not in the tool set")
@@ -205,16 +213,16 @@ def test_gorilla_style_tool_set_and_queries(tmp_path):
                     "functionality": "Embedding"}),
         json.dumps({"api_call": "hub.load('b')", "description": "Image classifier"}),
         json.dumps({"api_call": "hub.load('a')", "description": "the same API again"})])
-    tools, repeated = R.read_tool_set(api)
+    tools, repeated = read_tool_set(api)
     assert tools.names == ("hub.load('a')", "hub.load('b')") and repeated == 1
     assert tools.texts[0] == "hub.load('a'): Text embedding model\nDomain: Text embedding\nFunctionality: Embedding"
     code = "###Instruction: Embed my sentences.\n###Output: <<<api_call>>>: hub.load('a')"
     ev = write_lines(tmp_path / "eval.json", [json.dumps({"code": code, "api_call": "hub.load('a')"})])
-    assert R.read_queries(ev, tools) == [R.Query("Embed my sentences.", frozenset({"hub.load('a')"}),
+    assert read_queries(ev, tools) == [Query("Embed my sentences.", frozenset({"hub.load('a')"}),
                                                  "Embed my sentences.")]
     write_lines(api, [json.dumps({"api_call": "x"})])
     with pytest.raises(BadRecord, match=r"api\.jsonl:1: needs a string 'description'"):
-        R.read_tool_set(api)
+        read_tool_set(api)
 
 
 def scored(doc_id: str, position: int, tool: str, kept: bool, n: int, usefulness: float = 1.0) -> dict:
@@ -237,18 +245,18 @@ def test_kept_call_queries_from_a_run(tmp_path, capsys):
         dumps(scored("d1", 525, "Calculator", False, 6, usefulness=0.1)), dumps(scored("d2", 6, "Calculator", True, 4))])
     write_lines(run / "calendar" / "scored.jsonl", [dumps(scored("d1", 513, "Calendar", True, 5))])
     tools, _ = toy_data()
-    queries = R.kept_call_queries("r1", tmp_path, tools, window_chars=400)
-    assert queries == [R.Query(text[113:513].strip(), frozenset({"Calculator", "Calendar"}), "r1/d1"),
-                       R.Query("Short", frozenset({"Calculator"}), "r1/d2")]
+    queries = kept_call_queries("r1", tmp_path, tools, window_chars=400)
+    assert queries == [Query(text[113:513].strip(), frozenset({"Calculator", "Calendar"}), "r1/d1"),
+                       Query("Short", frozenset({"Calculator"}), "r1/d2")]
     assert queries[0].text.endswith("The total is")
     # a usefulness floor instead of the run's kept flag: 520 (0.3) comes in, 525 (0.1) does not
-    loose = R.kept_call_queries("r1", tmp_path, tools, window_chars=400, min_usefulness=0.25)
+    loose = kept_call_queries("r1", tmp_path, tools, window_chars=400, min_usefulness=0.25)
     assert [len(q.text) for q in loose] == [len(text[113:513].strip()), len(text[120:520].strip()), 5]
     # a call at the document start has no text before it: skipped, and counted
     write_lines(run / "calendar" / "scored.jsonl", [dumps(scored("d1", 513, "Calendar", True, 5)),
                                                     dumps(scored("d2", 0, "Calendar", True, 7))])
     stats = ReadStats()
-    assert R.kept_call_queries("r1", tmp_path, tools, window_chars=400, stats=stats) == queries
+    assert kept_call_queries("r1", tmp_path, tools, window_chars=400, stats=stats) == queries
     assert stats.skipped_empty == 1
     # the CLI on the same run, against the registered tools, with BM25 only
     from toolformer.cli import main
@@ -257,7 +265,7 @@ def test_kept_call_queries_from_a_run(tmp_path, capsys):
     assert (figures["queries"], figures["tools"], list(figures["results"])) == (2, 4, ["bm25"])
     assert figures["queries_per_tool"] == {"Calculator": 2, "Calendar": 1}
     by_tool = figures["results"]["bm25"]["recall@1_by_tool"]
-    alone = [R.evaluate(R.BM25, R.registry_tools(), [q])["recall@1"] for q in queries]  # d1, d2
+    alone = [evaluate(BM25, registry_tools(), [q])["recall@1"] for q in queries]  # d1, d2
     assert by_tool == {"Calculator": round((alone[0] + alone[1]) / 2, 4), "Calendar": alone[0]}
     # runs pool: the same run twice gives every query twice, each keyed by its run
     (tmp_path / "r2").symlink_to(run)
@@ -266,16 +274,16 @@ def test_kept_call_queries_from_a_run(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["queries"] == 4
     write_lines(run / "calendar" / "scored.jsonl", [dumps(scored("d9", 1, "Calendar", True, 5))])
     with pytest.raises(BadRecord, match=r"calendar/scored\.jsonl:1: doc_id 'd9' is not in"):
-        R.kept_call_queries("r1", tmp_path, tools)
+        kept_call_queries("r1", tmp_path, tools)
 
 
 def test_holdout_split_is_fixed_disjoint_and_by_key():
-    queries = [R.Query(f"text {i}", frozenset({"QA"}), f"doc{i // 3}") for i in range(300)]
-    held, rest = R.split(queries, 0.2, True), R.split(queries, 0.2, False)
+    queries = [Query(f"text {i}", frozenset({"QA"}), f"doc{i // 3}") for i in range(300)]
+    held, rest = split(queries, 0.2, True), split(queries, 0.2, False)
     assert len(held) + len(rest) == 300 and not set(held) & set(rest)
     assert 30 <= len(held) <= 90
     assert {q.key for q in held}.isdisjoint({q.key for q in rest})  # a document never straddles
-    assert held == R.split(queries, 0.2, True)
+    assert held == split(queries, 0.2, True)
 
 
 # ---------------------------------------------------------------------------- search
@@ -287,31 +295,31 @@ def test_ivf_recall_at_10_against_exact_search():
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     queries = vectors[rng.choice(5000, 200, replace=False)] + 0.3 * rng.normal(size=(200, 32)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    exact, _ = R.top_k(queries @ vectors.T, 10)
-    ann, scores = R.IVFIndex(vectors).search(queries, 10)
+    exact, _ = top_k(queries @ vectors.T, 10)
+    ann, scores = IVFIndex(vectors).search(queries, 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ann, exact)])
     assert recall >= 0.95
     assert np.all(np.diff(scores, axis=1) <= 0)  # best first
-    assert sum(len(x) for x in R.IVFIndex(vectors).lists) == 5000
+    assert sum(len(x) for x in IVFIndex(vectors).lists) == 5000
 
 
 def test_tool_embeddings_are_cached_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("TOOLFORMER_CACHE", str(tmp_path))
     encoder = tiny_llm_encoder()
     encoder.fingerprint = "tiny-test"
-    first = R.tool_embeddings(encoder, list(TOY_TOOLS.values()))
+    first = tool_embeddings(encoder, list(TOY_TOOLS.values()))
     assert len(list((tmp_path / "retriever").glob("*.npy"))) == 1
     encoder.encode = None  # a second call must not encode again
-    assert np.array_equal(R.tool_embeddings(encoder, list(TOY_TOOLS.values())), first)
+    assert np.array_equal(tool_embeddings(encoder, list(TOY_TOOLS.values())), first)
 
 
 def test_bm25_ranks_the_tool_sharing_the_words():
     tools, _ = toy_data()
-    ranked = R.ToolIndex(R.BM25, tools).search(["which calendar date", "arithmetic please"], 2)
+    ranked = ToolIndex(BM25, tools).search(["which calendar date", "arithmetic please"], 2)
     assert [row[0][0] for row in ranked] == ["Calendar", "Calculator"]
     assert ranked[0][0][1] > ranked[0][1][1]
     # a query with no terms at all (stopwords, punctuation) scores zero everywhere instead of failing
-    scores = R.BM25(list(tools.texts)).scores(["the of and", "12 + 7 =", "calendar"])
+    scores = BM25(list(tools.texts)).scores(["the of and", "12 + 7 =", "calendar"])
     assert scores.shape == (3, len(tools)) and not scores[0].any() and scores[2].any()
 
 
@@ -320,10 +328,10 @@ def test_bm25_ranks_the_tool_sharing_the_words():
 def test_training_raises_recall_at_1_on_a_toy_set():
     tools, queries = toy_data()
     encoder = tiny_llm_encoder()
-    before = R.evaluate(encoder, tools, queries)["recall@1"]
-    settings = R.TrainSettings(epochs=25, batch_size=8, lr=3e-3, temperature=0.05, hard_negatives=2)
-    history = R.train(encoder, R.query_pairs(queries, tools), list(tools.texts), settings, log=lambda *_: None)
-    after = R.evaluate(encoder, tools, queries)["recall@1"]
+    before = evaluate(encoder, tools, queries)["recall@1"]
+    settings = RetrieverTraining(epochs=25, batch_size=8, lr=3e-3, temperature=0.05, hard_negatives=2)
+    history = train(encoder, query_pairs(queries, tools), list(tools.texts), settings, log=lambda *_: None)
+    after = evaluate(encoder, tools, queries)["recall@1"]
     assert before <= 0.5 and after >= 0.9
     assert history[-1]["loss"] < history[0]["loss"] and history[0]["steps"] == 2
 
@@ -331,8 +339,8 @@ def test_training_raises_recall_at_1_on_a_toy_set():
 def test_mined_hard_negatives_are_the_top_wrong_texts():
     tools, queries = toy_data()
     encoder = tiny_llm_encoder()
-    pairs = R.query_pairs(queries[:3], tools)
-    mined = R.mine_hard_negatives(encoder, pairs, list(tools.texts), 2)
+    pairs = query_pairs(queries[:3], tools)
+    mined = mine_hard_negatives(encoder, pairs, list(tools.texts), 2)
     scores = encoder.encode([p.query for p in pairs], True) @ encoder.encode(list(tools.texts), False).T
     for p, row, got in zip(pairs, scores, mined):
         wrong = [tools.texts[j] for j in np.argsort(-row) if tools.texts[j] != p.positive]
@@ -342,13 +350,13 @@ def test_mined_hard_negatives_are_the_top_wrong_texts():
 def test_trained_llm_retriever_saves_and_loads(tmp_path):
     tools, queries = toy_data()
     encoder = tiny_llm_encoder(pooling="mean")
-    R.train(encoder, R.query_pairs(queries, tools), list(tools.texts),
-            R.TrainSettings(epochs=1, batch_size=8, lr=3e-3), log=lambda *_: None)
-    R.save_retriever(encoder, tmp_path / "ret", {"note": "test"})
+    train(encoder, query_pairs(queries, tools), list(tools.texts),
+            RetrieverTraining(epochs=1, batch_size=8, lr=3e-3), log=lambda *_: None)
+    save_retriever(encoder, tmp_path / "ret", {"note": "test"})
     config = json.loads((tmp_path / "ret" / "retriever.json").read_text())
     assert (config["encoder"], config["pooling"], config["instruction"]) == ("llm", "mean", None)
-    loaded = R.load_encoder(str(tmp_path / "ret"))
-    assert isinstance(loaded, R.LLMEncoder) and loaded.pooling == "mean"
+    loaded = load_encoder(str(tmp_path / "ret"))
+    assert isinstance(loaded, LLMEncoder) and loaded.pooling == "mean"
     texts = list(tools.texts)
     assert np.allclose(loaded.encode(texts, False), encoder.encode(texts, False), atol=1e-5)
 
@@ -360,10 +368,10 @@ def test_lora_trains_only_adapters_and_merges_on_save(tmp_path):
     encoder.add_lora(4)
     trainable = [n for n, p in encoder.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    R.train(encoder, R.query_pairs(queries, tools), list(tools.texts),
-            R.TrainSettings(epochs=2, batch_size=8, lr=1e-2), log=lambda *_: None)
-    R.save_retriever(encoder, tmp_path / "ret", {})
-    loaded = R.load_encoder(str(tmp_path / "ret"))
+    train(encoder, query_pairs(queries, tools), list(tools.texts),
+            RetrieverTraining(epochs=2, batch_size=8, lr=1e-2), log=lambda *_: None)
+    save_retriever(encoder, tmp_path / "ret", {})
+    loaded = load_encoder(str(tmp_path / "ret"))
     assert set(dict(loaded.model.named_parameters())) == set(base)  # merged: a plain model again
     texts = list(tools.texts)
     assert np.allclose(loaded.encode(texts, False), encoder.encode(texts, False), atol=1e-5)
@@ -407,7 +415,7 @@ def test_cli_train_eval_search_with_a_sentence_transformer(tmp_path, capsys):
     assert main(["retriever", "eval", "--queries", str(queries), "--tools", str(tools), "--retriever", str(out),
                  "--holdout", "0.5", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    held_out = len(R.split(toy_data()[1], 0.5, True))
+    held_out = len(split(toy_data()[1], 0.5, True))
     assert figures["queries"] == held_out and figures["tools"] == 4
     assert set(figures["results"]) == {str(out), "bm25"}
     assert set(figures["results"]["bm25"]) >= {"recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"}
@@ -433,6 +441,6 @@ def test_real_minilm_zero_shot_ranks_our_tools():
     from toolformer.assets import DEFAULT_EMBEDDER
     queries = {"how much is 23 times 19": "Calculator", "what day is it today": "Calendar",
                "Who was the first president of the United States?": "QA"}
-    ranked = R.rank_tools(DEFAULT_EMBEDDER, list(queries), all_tools(), k=4)
+    ranked = rank_tools(DEFAULT_EMBEDDER, list(queries), all_tools(), k=4)
     assert [r[0] for r in ranked] == list(queries.values())
     assert all(sorted(r) == sorted(t.name for t in all_tools()) for r in ranked)

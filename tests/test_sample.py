@@ -6,8 +6,10 @@ import torch
 
 from toolformer.tools import get_tool
 from toolformer.run.records import Document
-from toolformer.pipeline.sample import (SampleSettings, Sampler, call_opening, document_windows, start_marker_ids,
-                               top_positions)
+from toolformer.config import SampleSettings
+from toolformer.lm.tokens import start_marker_ids
+from toolformer.pipeline.sample import Sampler, call_opening, top_positions
+from toolformer.pipeline.windows import document_windows
 from toolformer.corpus.syntax import HW3, TOOLFORMER
 
 TEXT = "In 1790 the debt was 75,463,476 dollars; by 1791 it had grown by 2,000,000.\nSo the total was 77,463,476."
@@ -40,7 +42,7 @@ def test_top_positions():
 def test_position_probabilities_equal_one_prefix_at_a_time(tiny_backend):
     lm = tiny_backend
     tool = get_tool("calculator")
-    sampler = Sampler(lm, tool, TOOLFORMER, SampleSettings(model="tiny", syntax="toolformer", window=16))
+    sampler = Sampler(lm, tool, TOOLFORMER, SampleSettings(window=16))
     windows = document_windows(lm, Document("d", TEXT, {}), 16)
     seqs = [sampler.prompt_ids(w) + w.ids for w in windows]
     firsts = [len(sampler.prompt_ids(w)) for w in windows]
@@ -65,8 +67,8 @@ def test_call_opening_forces_the_tool_name(tiny_backend):
 
 def test_sampler_records(tiny_backend):
     lm = tiny_backend
-    settings = SampleSettings(model="tiny", syntax="toolformer", window=16, k=3, m=4, max_new_tokens=6, seed=1)
-    sampler = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings)
+    settings = SampleSettings(window=16, tau_s=0.0, k=3, m=4, max_new_tokens=6)
+    sampler = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings, seed=1)
     counts = dict.fromkeys(("positions", "samples", "unclosed", "unparseable", "duplicates"), 0)
     windows = document_windows(lm, Document("d", TEXT, {}), 16)
     records = sampler.run_windows(windows, counts)
@@ -74,18 +76,18 @@ def test_sampler_records(tiny_backend):
     assert counts["samples"] == 3 * 4 * len(windows)
     # a random tiny model rarely closes a call: every sample is accounted for
     assert counts["samples"] == counts["unclosed"] + counts["unparseable"] + counts["duplicates"] + len(records)
-    again = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings).run_windows(windows[::-1], dict(counts))
+    again = Sampler(lm, get_tool("calculator"), TOOLFORMER, settings, seed=1).run_windows(windows[::-1], dict(counts))
     assert sorted(map(str, records)) == sorted(map(str, again))  # seeds, not batches, decide samples
     late = dict.fromkeys(counts, 0)
-    Sampler(lm, get_tool("calendar"), TOOLFORMER, replace(settings, min_context=10)).run_windows(windows, late)
+    Sampler(lm, get_tool("calendar"), TOOLFORMER, replace(settings, min_context=10), seed=1).run_windows(windows, late)
     assert late["positions"] == 3 * (len(windows) - 1) + min(3, max(0, len(windows[-1].ids) - 10))
 
 
 def test_a_tool_without_input_gets_one_call_per_position(tiny_backend):
     lm = tiny_backend
-    settings = SampleSettings(model="tiny", syntax="toolformer", window=16, tau_s=0.0, k=2, m=5, seed=1)
+    settings = SampleSettings(window=16, tau_s=0.0, k=2, m=5)
     counts = dict.fromkeys(("positions", "samples", "unclosed", "unparseable", "duplicates"), 0)
     windows = document_windows(lm, Document("d", TEXT, {"date": "2013-04-19"}), 16)
-    records = Sampler(lm, get_tool("calendar"), TOOLFORMER, settings).run_windows(windows, counts)
+    records = Sampler(lm, get_tool("calendar"), TOOLFORMER, settings, seed=1).run_windows(windows, counts)
     assert counts["positions"] == counts["samples"] == len(records) == 2 * len(windows)
     assert {r["call"] for r in records} == {"[Calendar()]"} and {r["input"] for r in records} == {""}

@@ -10,6 +10,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from toolformer.errors import UserError
+
 # package data: an installed copy (not only a checkout) can sample
 PROMPTS_DIR = Path(__file__).resolve().parent / "tools" / "prompts"
 DEMO_CORPUS = Path(__file__).resolve().parent / "data" / "demo_corpus.jsonl"  # six short documents
@@ -25,8 +27,8 @@ _EMBEDDED = {
 }
 
 
-class AssetMissing(RuntimeError):
-    pass
+class AssetMissing(UserError, RuntimeError):
+    """An embedded default (model, embedder, Wikipedia leads) that is not installed."""
 
 
 def embedded_path(alias: str) -> Path:

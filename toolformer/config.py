@@ -13,20 +13,309 @@ from toolformer.cli.flags import opt
 
 # ---- run (shared by the curation stages)
 
+from dataclasses import replace  # noqa: E402  (each section imports what it needs)
+
+from toolformer.errors import UserValueError  # noqa: E402
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Which run, which documents and which model: shared by sample, execute, filter and curate."""
+    run: str = opt(help="run name: outputs go to RUNS_DIR/NAME/")
+    runs_dir: str = opt("runs", "folder holding runs")
+    corpus: str | None = opt(None, "documents: .jsonl, .jsonl.gz, .parquet, .txt (blank-line separated) or a "
+                                   "saved dataset; needed by the first stage of a run only")
+    limit: int | None = opt(None, "use only the first N documents")
+    skip_bad: bool = opt(False, "skip malformed lines (counted and reported)")
+    model: str = opt(DEFAULT_LM, "hub id, local folder, .gguf file or embedded alias")
+    syntax: str | None = opt(None, "call syntax: toolformer or hw3 (default: the run's own, else toolformer)")
+    seed: int = opt(0, "seed of the sampled calls")
+    chunk_docs: int = opt(8, "documents per committed chunk: a killed stage redoes at most one chunk")
+    no_progress: bool = opt(False, "no progress bars")
+
+
+def per_tool(value, cast, tool_key: str, default):
+    """A setting given for every tool (0.5), per tool ("calculator=0.5,qa=1.0", or a dict), or not
+    at all (None): its value for one tool; tools it does not name keep `default`."""
+    if value is None:
+        return default
+    if isinstance(value, dict):
+        return cast(value[tool_key]) if tool_key in value else default
+    try:
+        if not isinstance(value, str) or "=" not in value:
+            return cast(value)
+        for part in value.split(","):
+            name, _, v = part.partition("=")
+            if name.strip().lower() == tool_key:
+                return cast(v)
+    except ValueError:
+        raise UserValueError(f"{value!r}: expected a {cast.__name__}, or tool={cast.__name__},...") from None
+    return default
+
+
 # ---- sample
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """`toolformer sample`: propose calls at the positions where the model expects one.
+    tau_s, k and m may be given per tool ("calculator=5,qa=2"); unset, each tool's own applies."""
+    window: int = opt(512, "tokens of document per window")
+    tau_s: str | float | None = opt(None, "sampling threshold; a number, or tool=value,... per tool")
+    k: str | int | None = opt(None, "positions kept per window; a number or tool=value,...")
+    m: str | int | None = opt(None, "calls sampled per position; a number or tool=value,...")
+    max_new_tokens: int = opt(32, "length cap of a sampled call")
+    temperature: float = opt(1.0, "sampling temperature", cli=False)
+    min_context: int = opt(0, "propose no call before the N-th token of a window (default 0: every position, "
+                              "as in the paper; at the very start L(ε) has no context, so any call looks useful)")
+    windows_per_pass: int = opt(8, "windows whose KV caches are held at once", cli=False)
+    tool_retriever: str | None = opt(None, "prompt each document only with the tools this retriever ranks "
+                                           "highest: a folder from `toolformer retriever train`, "
+                                           "all-minilm-l6-v2 or bm25")
+    tools_per_doc: int | None = opt(2, "tools per document with --tool-retriever")
+
+    def for_tool(self, tool) -> "SampleSettings":
+        """These settings with every per-tool value resolved for `tool`: what its stage records."""
+        return replace(self, tau_s=per_tool(self.tau_s, float, tool.key, tool.tau_s),
+                       k=per_tool(self.k, int, tool.key, tool.k), m=per_tool(self.m, int, tool.key, tool.m),
+                       tools_per_doc=self.tools_per_doc if self.tool_retriever else None)
+
 
 # ---- execute
 
+@dataclass(frozen=True)
+class ExecuteSettings:
+    """`toolformer execute`: run each distinct call once."""
+    options: dict | None = opt(None, "executor options on top of the tool's own", cli=False)
+
+
 # ---- filter
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """`toolformer filter`: keep the calls whose result lowers the loss of what follows by τ_f."""
+    window: int | None = opt(None, "tokens per window: always the sampler's; another value is refused")
+    tau_f: str | float | None = opt(None, "filtering threshold on L- minus L+; a number or tool=value,...")
+
+    def for_tool(self, tool) -> "FilterSettings":
+        return replace(self, tau_f=per_tool(self.tau_f, float, tool.key, tool.tau_f))
+
 
 # ---- build
 
+@dataclass(frozen=True)
+class BuildSettings:
+    """`toolformer build`: merge a run's kept calls into an augmented corpus (recorded in build.json)."""
+    syntax: str | None = opt(None, "call syntax of the output: toolformer or hw3 (Calculator calls only); "
+                                   "default: the run's own")
+    max_per_tool: int = opt(25000, "most calls kept per tool, the most useful first (as in the paper)")
+    keep_uncalled_rate: float = opt(0.0, "share of documents without a kept call to keep as plain text "
+                                         "(default 0, the paper)")
+    heldout: float = opt(0.1, "share of documents in the validation split")
+    seed: int = opt(0, "seed of the keep-uncalled draw and of the split")
+    skip_bad: bool = opt(False, "skip malformed scored records (counted)")
+    no_calls: bool = opt(False, "write the control corpus instead: the same documents and split with every "
+                                "call removed (the no-tool baseline), to <augmented folder>-no-calls/")
+
+
 # ---- finetune
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """`toolformer finetune`: causal-LM training on a run's augmented corpus (LoRA or full)."""
+    model: str = opt(DEFAULT_LM, "base model: hub id, local folder, .gguf file or embedded alias")
+    data: str | None = opt(None, "augmented corpus folder (default: RUNS_DIR/NAME/augmented)")
+    out_dir: str | None = opt(None, "output folder (default: RUNS_DIR/NAME/model)", flag="--out")
+    full: bool = opt(False, "full finetuning instead of LoRA")
+    lora_r: int = opt(8, "LoRA rank")
+    lora_alpha: int = opt(16, "LoRA alpha")
+    lora_dropout: float = opt(0.05, "LoRA dropout")
+    target_modules: str = opt("all-linear", "comma-separated module names, or all-linear")
+    lr: float | None = opt(None, "learning rate (default 2e-4 LoRA, 1e-5 full)")
+    max_steps: int = opt(30, "optimizer steps")
+    batch_size: int = opt(8, "documents per device and step")
+    grad_accum: int = opt(1, "gradient accumulation steps")
+    max_length: int = opt(256, "tokens per document (longer ones are cut)")
+    eval_steps: int = opt(10, "evaluate and checkpoint every N steps")
+    warmup_steps: int = opt(0, "linear warmup steps")
+    mask_results: bool = opt(False, "no loss on tool result tokens")
+    merge: bool = opt(False, "also save the base model with the adapter merged in")
+    resume: bool = opt(False, "continue from the last complete checkpoint (else start over)")
+    bf16: bool = opt(False, "bf16 autocast (GPU)")
+    gradient_checkpointing: bool = opt(False, "trade compute for memory (large models)")
+    seed: int = opt(0, "seed of the LoRA init, the data order and dropout")
+    progress: bool = opt(True, "show a progress bar")
+
 
 # ---- generate
 
+@dataclass(frozen=True)
+class GenerateSettings:
+    """`toolformer generate`: greedy decoding with live tool calls."""
+    model: str | None = opt(None, "hub id, local folder, .gguf file or embedded alias "
+                                  "(default: the adapter's base model, else smollm2-135m-instruct)")
+    adapter: str | None = opt(None, "LoRA adapter folder written by `toolformer finetune`")
+    tools: str = opt("on", "off: calls banned (the baseline)", choices=("on", "off"))
+    allow_tools: str | None = opt(None, "comma-separated tools the model may call (default: all)")
+    syntax: str | None = opt(None, "call syntax (default: the adapter's, else toolformer)")
+    top_k: int = opt(10, "start a call when the start marker is in the top k (1: greedy)")
+    max_calls: int = opt(1, "calls per input at most")
+    max_new_tokens: int = opt(64, "tokens generated per prompt at most")
+    batch_size: int = opt(8, "prompts decoded together")
+    tool_retriever: str | None = opt(None, "offer each input only its top tools by this retriever "
+                                           "(bm25, a model, or a `toolformer retriever train` folder)")
+    tools_per_input: int = opt(1, "tools offered per input with --tool-retriever")
+
+
 # ---- evaluate
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """`toolformer eval`: one benchmark, zero-shot, with tools on and/or off."""
+    benchmark: str = opt(help="benchmark name (listed below)")
+    model: str | None = opt(None, "hub id, local folder, .gguf file or embedded alias "
+                                  "(default: the adapter's base model, else smollm2-135m-instruct)")
+    adapter: str | None = opt(None, "LoRA adapter folder written by `toolformer finetune`")
+    data_dir: str | None = opt(None, "folder with math/, lama/, qa/ files (default: $TOOLFORMER_DATA)")
+    data_file: str | None = opt(None, "one JSONL file with the benchmark's rows (overrides --data-dir)")
+    hub: str | None = opt(None, "dataset id[:config] for datasets.load_dataset (needs a connection)")
+    hub_split: str | None = opt(None, "the hub dataset's split (default: the benchmark's usual one)")
+    split: str | None = opt(None, "part of a benchmark that is also trained on (asdiv): its seeded held-out "
+                                  "test part (the default), train, or all; test sets (svamp ...) are always "
+                                  "evaluated whole. The hub's split is --hub-split",
+                            choices=("test", "train", "all"))
+    limit: int | None = opt(None, "a seeded subset of N examples; a larger N keeps those of a smaller one, "
+                                  "so a re-run extends the evaluation (dateset: N generated)")
+    tools: str = opt("both", "decode with tools on, off, or both (a paired comparison)", choices=("on", "off", "both"))
+    allow_tools: str | None = opt(None, "comma-separated tools the model may call "
+                                        "(default: all but those the paper withholds from the task)")
+    syntax: str | None = opt(None, "call syntax (default: the adapter's, else toolformer)")
+    top_k: int = opt(10, "start a call when the start marker is in the top k")
+    max_calls: int = opt(1, "calls per answer")
+    batch_size: int = opt(16, "prompts decoded together")
+    max_new_tokens: int | None = opt(None, "default: per benchmark (math 64, LAMA 32, QA 64, dateset 40)")
+    out: str | None = opt(None, "output folder (default: runs/eval/<model or adapter>); a re-run with the "
+                                "same settings continues there")
+    table: str | None = opt(None, "append a row to this markdown results table")
+    seed: int = opt(0, "subset and dateset seed")
+    progress: bool = opt(True, "show progress bars")
+    tool_retriever: str | None = opt(None, "offer each input only its top tools by this retriever "
+                                           "(bm25, a model, or a `toolformer retriever train` folder)")
+    tools_per_input: int = opt(1, "tools offered per input with --tool-retriever")
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """`toolformer compare`: two evaluation record files, paired on the same examples."""
+    first: str = opt(help="records of the baseline, e.g. runs/eval/base/svamp.tools-on.jsonl", positional=True)
+    second: str = opt(help="records to compare with it, on the same examples", positional=True)
+    table: str | None = opt(None, "append a row to this markdown table")
+
 
 # ---- retrieval
 
+from toolformer.assets import DEFAULT_EMBEDDER  # noqa: E402  (each section imports what it needs)
+from toolformer.retrieval.data import WINDOW_CHARS  # noqa: E402
+from toolformer.retrieval.encoders import DEFAULT_MAX_LENGTH, POOLINGS  # noqa: E402
+
+RETRIEVER_HELP = "bm25, a model, or a trained retriever folder"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrieverToolSet:
+    """The tools a retriever ranks."""
+    tools: str | None = opt(None, "tool set JSONL (name or api_call, description); default: the registered tools")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrieverData(RetrieverToolSet):
+    """Where `retriever train` and `retriever eval` take their queries from."""
+    queries: str | None = opt(None, "JSONL {query, tool} or APIBench records {code, api_call}")
+    # a repeatable flag (--run A --run B), which flags.py cannot generate: cli/retriever.py adds it
+    run: list[str] | None = opt(None, "a curated run: its kept calls become (text before call -> tool); "
+                                      "repeatable", cli=False)
+    min_usefulness: float | None = opt(None, "with --run: take every scored call with usefulness ≥ this "
+                                             "instead of the kept ones")
+    runs_dir: str = opt("runs", "folder holding runs")
+    window_chars: int = opt(WINDOW_CHARS, "characters before a call")
+    holdout: float = opt(0.0, "share of documents/queries held out by a fixed hash split; "
+                              "train uses the rest, eval the held-out part")
+    limit: int | None = opt(None, "use a random sample of N (seeded)")
+    seed: int = opt(0, "seed of --limit's sample and of training")
+    skip_bad: bool = opt(False, "skip bad query lines (counted and reported)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrieverTraining:
+    """InfoNCE optimisation (retrieval/train.py)."""
+    epochs: int = opt(2, "passes over the training pairs")
+    batch_size: int = opt(32, "queries per batch (their positives are each other's negatives)")
+    grad_accum: int = opt(1, "batches per optimiser step")
+    lr: float | None = opt(None, "learning rate; default 2e-5, or 1e-4 with --lora")
+    temperature: float = opt(0.05, "InfoNCE temperature")
+    hard_negatives: int = opt(3, "mined per query each epoch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrieverTrainSettings(RetrieverTraining, RetrieverData):
+    """`toolformer retriever train`."""
+    pairs: str | None = opt(None, "JSONL {query, positive, negatives} of texts")
+    out: str = opt(help="folder to write the trained retriever to")
+    encoder: str = opt(DEFAULT_EMBEDDER, "start from: a sentence-transformers model, a causal LM "
+                                         "(e.g. smollm2-135m-instruct) or a retriever folder")
+    pooling: str | None = opt(None, "LLM embedder pooling (default last)", choices=POOLINGS)
+    instruction: str | None = opt(None, "query instruction (E5); '' for none. Default: none for "
+                                        "sentence-transformers, a generic one for an LLM")
+    lora: int = opt(0, "LoRA rank for an LLM embedder (0: train all weights)")
+    lora_layers: int | None = opt(None, "train the adapters of the last N blocks only (cheaper)")
+    max_length: int | None = opt(None, f"tokens per text (default {DEFAULT_MAX_LENGTH})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrieverEvalSettings(RetrieverData):
+    """`toolformer retriever eval`."""
+    retriever: str = opt(DEFAULT_EMBEDDER, RETRIEVER_HELP)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrieverSearchSettings(RetrieverToolSet):
+    """`toolformer retriever search`."""
+    text: str = opt(help="the text to find tools for", positional=True)
+    retriever: str = opt(DEFAULT_EMBEDDER, RETRIEVER_HELP)
+    k: int = opt(10, "how many tools to print", flag="-k")
+
+
 # ---- report
+
+@dataclass(frozen=True, kw_only=True)
+class ReportSettings:
+    """`toolformer report`: runs/RUN/report.html (self-contained) and report.md."""
+    run: str = opt(help="run name (a folder under --runs-dir)")
+    runs_dir: str = opt("runs", "folder holding runs")
+    compare: str | None = opt(None, "another run to put side by side (funnels, kept counts)", metavar="OTHER")
+    max_examples: int = opt(3000, "example rows embedded in the page; counts and plots use all")
+    seed: int | None = opt(None, "seed of the random example sample (default: the seed the run was sampled with)")
+    screenshot: bool = opt(False, "also open the page in headless Chromium: load time, console errors, report.png")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShowSettings:
+    """`toolformer show`: a run's calls of one tool as a table in the terminal."""
+    run: str = opt(help="run name (a folder under --runs-dir)")
+    runs_dir: str = opt("runs", "folder holding runs")
+    tool: str = opt(help="tool key, e.g. calculator")
+    # at most one of kept / filtered / failed (the CLI makes them exclusive flags)
+    kept: bool = opt(False, "only kept calls")
+    filtered: bool = opt(False, "only calls scored below τ_f")
+    failed: bool = opt(False, "only calls whose execution failed")
+    top: int = opt(20, "rows to print, best usefulness first")
+
+    def __post_init__(self):
+        if self.top < 1:
+            raise UserValueError(f"--top must be at least 1, got {self.top}")
+        if self.kept + self.filtered + self.failed > 1:
+            raise UserValueError("choose at most one of kept, filtered and failed")
+
+    @property
+    def status(self) -> str | None:
+        """The status of the calls shown; None: all of them."""
+        return next((s for s in ("kept", "filtered", "failed") if getattr(self, s)), None)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from toolformer.assets import DEMO_CORPUS
+from toolformer.errors import UserError
 
 
 def _step(argv: list[str]) -> None:
@@ -22,7 +23,7 @@ def _step(argv: list[str]) -> None:
     code = main(argv)
     print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     if code:
-        raise RuntimeError(f"demo step failed (exit {code}): toolformer {shlex.join(argv)}")
+        raise UserError(f"demo step failed (exit {code}): toolformer {shlex.join(argv)}")
 
 
 def cmd_demo(args) -> dict:

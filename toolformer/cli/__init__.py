@@ -7,18 +7,29 @@ printed as one JSON object on the last line of stdout. Human-readable output goe
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import sys
 
+from toolformer.errors import UserError
+
+# OS errors a user fixes on the machine, not in our code: one line saying what to do
+USER_ERRNOS = {
+    errno.ENOSPC: " (the disk is full: free space, then run the same command again to resume)",
+    errno.EDQUOT: " (disk quota exceeded: free space, then run the same command again to resume)",
+    errno.EACCES: " (permission denied: make it writable, then run the same command again)",
+    errno.EROFS: " (read-only file system: use a writable --runs-dir, then run the same command again)",
+}
+
 # modules that define add_commands(subparsers, command)
 COMMAND_MODULES = (
     "toolformer.cli.tool_cmd",
-    "toolformer.pipeline.curate",
+    "toolformer.cli.curate",
     "toolformer.demo",
-    "toolformer.report.report",
-    "toolformer.retrieval.retriever",
-    "toolformer.corpus.build", "toolformer.finetune", "toolformer.inference.decoder", "toolformer.evaluation.evaluate",
+    "toolformer.cli.report",
+    "toolformer.cli.retriever",
+    "toolformer.cli.build", "toolformer.cli.finetune", "toolformer.cli.generate", "toolformer.cli.evaluate",
 )
 
 
@@ -60,9 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        # expected user errors (bad file:line, unknown tool, missing model): one clear line
+    except UserError as err:
+        # something the user can fix (bad file:line, unknown tool, missing model): one clear line;
+        # anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in USER_ERRNOS:
+            raise
+        print(f"error: {err.filename or ''}: {err.strerror}" + USER_ERRNOS[err.errno], file=sys.stderr)
         return 2
     if isinstance(figures, int):  # a command that only reports success or failure
         return figures

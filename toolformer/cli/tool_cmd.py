@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from toolformer.tools import get_tool, run_call, TOOL_MODULES
+from toolformer.errors import UserValueError
+from toolformer.tools import TOOL_KEYS, get_tool, run_call
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -13,7 +14,7 @@ def parse_options(pairs: list[str] | None) -> dict:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--option expects key=value, got {pair!r}")
+            raise UserValueError(f"--option expects key=value, got {pair!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -23,7 +24,7 @@ def parse_options(pairs: list[str] | None) -> dict:
 
 def run_tool(args) -> dict:
     tool = get_tool(args.name)
-    executor = tool.make_executor(**{**tool.options, **parse_options(args.option)})
+    executor = tool.executor(**parse_options(args.option))
     meta = {"date": args.date} if args.date else {}
     out = run_call(tool, executor, args.input, meta, timeout_s=args.timeout)
     if out.error is None:
@@ -36,7 +37,7 @@ def run_tool(args) -> dict:
 
 def add_commands(sub, command) -> None:
     p = command(sub, "tool", run_tool, "run one tool call and print its result")
-    p.add_argument("name", help=f"tool: {', '.join(TOOL_MODULES)}")
+    p.add_argument("name", help=f"tool: {', '.join(TOOL_KEYS)}")
     p.add_argument("input", help='the call input, e.g. "400 / 1400"')
     p.add_argument("--date", help="document date (ISO) for Calendar")
     p.add_argument("--timeout", type=float, help="seconds (default: the tool's own)")

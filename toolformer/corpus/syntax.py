@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from toolformer.registry import Registry
+
 
 @dataclass(frozen=True)
 class Call:
@@ -131,11 +133,12 @@ class CallSyntax:
 
 TOOLFORMER = CallSyntax("toolformer", start="[", arrow=" → ", end="]", arrow_variants=("->",))
 HW3 = CallSyntax("hw3", start="<<", arrow=">>", end="", named=False)
-SYNTAXES = {s.name: s for s in (TOOLFORMER, HW3)}
+
+SYNTAXES: Registry[CallSyntax] = Registry("call syntax")
+for _syntax in (TOOLFORMER, HW3):
+    SYNTAXES.register(_syntax.name, _syntax)
 
 
 def get_syntax(name: str) -> CallSyntax:
-    try:
-        return SYNTAXES[name]
-    except KeyError:
-        raise ValueError(f"unknown call syntax {name!r}; choose from {', '.join(SYNTAXES)}") from None
+    """The registered syntax `name`; an unknown name is a UserError listing the known ones."""
+    return SYNTAXES.get(name)

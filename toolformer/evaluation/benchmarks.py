@@ -11,9 +11,14 @@ come from the hub (`datasets.load_dataset`) when it can be reached. LAMA example
 not at the end are left out, as in the paper (a left-to-right model completes the sentence);
 math examples whose answer is not a number (ASDiv has names, times, ratios) are left out too. Both
 are counted.
+
+A benchmark that is also trained on (ASDiv) declares a fixed, seeded train/test split
+(`split_examples`); evaluation uses its test part unless told otherwise. The others are test sets
+and are always evaluated whole.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -24,6 +29,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from toolformer.errors import UserError, UserFileNotFound, UserValueError
+from toolformer.registry import Registry
 from toolformer.run.records import BadRecord, read_jsonl
 
 
@@ -34,6 +41,14 @@ class Example:
     gold: tuple[str, ...]   # accepted answers as text (math: one number)
     metric: str             # "number", "words5" or "words20"
     meta: dict = field(default_factory=dict)  # tool context, e.g. {"date": "2021-03-04"} for Calendar
+    problem: str = ""       # math: the problem without the prompt frame, which decides its split
+
+
+@dataclass(frozen=True)
+class Split:
+    """A fixed train/test split: a problem is in the test part when its hash says so."""
+    test_fraction: float
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -44,11 +59,15 @@ class Benchmark:
     hub: tuple[str, str | None, str] | None = None  # (dataset id, config, split)
     deny_tools: tuple[str, ...] = ()        # tools the paper does not allow on this task
     max_new_tokens: int = 64
+    split: Split | None = None              # None: a test set, evaluated whole
 
 
-BENCHMARKS = {b.name: b for b in (
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
+for _bench in (
     Benchmark("svamp", "math", ("math/svamp.jsonl",), ("ChilleD/SVAMP", None, "test")),
-    Benchmark("asdiv", "math", ("math/asdiv.jsonl",), ("EleutherAI/asdiv", None, "validation")),
+    # ASDiv is also training data (issue 11): a fixed 30% is held out for evaluation
+    Benchmark("asdiv", "math", ("math/asdiv.jsonl",), ("EleutherAI/asdiv", None, "validation"),
+              split=Split(test_fraction=0.3, seed=0)),
     Benchmark("mawps", "math", (), ("MU-NLPC/Calc-mawps", None, "test")),
     Benchmark("gsm8k", "math", ("math/gsm8k_train.jsonl",), ("openai/gsm8k", "main", "test")),
     # the paper keeps the search engine away from LAMA and the QA model away from QA benchmarks
@@ -60,14 +79,46 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("webq", "qa", ("qa/webq_test.jsonl",), ("stanfordnlp/web_questions", None, "test"), ("QA",)),
     Benchmark("triviaqa", "qa", (), ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"), ("QA",)),
     Benchmark("dateset", "dateset", max_new_tokens=40),
-)}
+):
+    BENCHMARKS.register(_bench.name, _bench)
 
 
 def get_benchmark(name: str) -> Benchmark:
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
-        raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}") from None
+    return BENCHMARKS.get(name)
+
+
+# ---------------------------------------------------------------------------- splits and subsets
+
+def _unit(purpose: str, seed: int, key: str) -> float:
+    """A number in [0, 1) fixed by (purpose, seed, key): the same on every machine and Python."""
+    digest = hashlib.sha256(f"{purpose}\0{seed}\0{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def split_key(problem: str) -> str:
+    """What decides a problem's side of a split: its text with whitespace normalised, so a problem
+    lands on the same side whatever file, line or id it comes with, and duplicates stay together."""
+    return " ".join(problem.split())
+
+
+def in_test_split(key: str, test_fraction: float, seed: int) -> bool:
+    return _unit("split", seed, split_key(key)) < test_fraction
+
+
+def split_examples(keys: Iterable[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train keys, test keys), each in the given order. Pure and deterministic: a key's side
+    depends only on the key, the fraction and the seed, never on the other keys or their order.
+    For math rows the key is the problem text (`problem_text(row)`), as evaluation uses."""
+    train, test = [], []
+    for key in keys:
+        (test if in_test_split(key, test_fraction, seed) else train).append(key)
+    return train, test
+
+
+def seeded_subset(ids: list[str], limit: int, seed: int) -> set[str]:
+    """The `limit` ids first in a seeded order. A larger limit keeps every id of a smaller one,
+    so an evaluation can be extended and resumed."""
+    return set(sorted(ids, key=lambda i: _unit("subset", seed, i))[:limit])
 
 
 # ---------------------------------------------------------------------------- lenient metrics
@@ -127,20 +178,27 @@ QUESTION = ("question", "Question", "sQuestion", "problem", "Problem", "input")
 ANSWER = ("answer", "Answer", "result", "target", "lSolutions", "answers")
 
 
-def math_example(row: dict, id: str, where: tuple) -> Example | None:
+def problem_text(row: dict) -> str | None:
+    """A math row's problem: its body (ASDiv, SVAMP) and question; None without a question."""
     question = _field(row, QUESTION)
+    if question is None:
+        return None
+    body = _field(row, ("body", "Body"))
+    return f"{body.strip()} {question.strip()}" if body else question
+
+
+def math_example(row: dict, id: str, where: tuple) -> Example | None:
+    problem = problem_text(row)
     answer = _field(row, ANSWER)
-    if question is None or answer is None:
+    if problem is None or answer is None:
         raise BadRecord(*where, f"a math row needs a question ({'/'.join(QUESTION)}) and an answer "
                                 f"({'/'.join(ANSWER)})")
-    body = _field(row, ("body", "Body"))
-    problem = f"{body.strip()} {question.strip()}" if body else question
     if isinstance(answer, list):
         answer = answer[0]
     if isinstance(answer, str) and "####" in answer:  # GSM8K: worked solution, then "#### 72"
         answer = answer.rsplit("####", 1)[1]
     gold = numeric_gold(answer)
-    return None if gold is None else Example(id, question_prompt(problem), (repr(gold),), "number")
+    return None if gold is None else Example(id, question_prompt(problem), (repr(gold),), "number", problem=problem)
 
 
 def lama_example(row: dict, id: str, where: tuple) -> Example | None:
@@ -225,42 +283,61 @@ def _hub_rows(bench: Benchmark, hub: str | None, split: str | None) -> tuple[Ite
         from datasets import load_dataset
         rows = load_dataset(dataset_id, config, split=split)
     except Exception as err:  # noqa: BLE001 - offline, unknown id, script datasets: one clear message
-        raise RuntimeError(
+        raise UserError(
             f"benchmark {bench.name}: loading {dataset_id}{':' + config if config else ''} [{split}] from the hub "
             f"failed ({type(err).__name__}: {str(err)[:200]}). Offline, pass --data-file FILE "
             f"(JSONL in the format of the {bench.kind} benchmarks, see `toolformer eval --help`)") from None
     return enumerate(rows, 1), f"hub:{dataset_id}{':' + config if config else ''}[{split}]"
 
 
-def load_examples(name: str, data_file: str | Path | None = None, data_dir: str | Path | None = None,
-                  hub: str | None = None, split: str | None = None, limit: int | None = None,
-                  seed: int = 0) -> tuple[list[Example], dict]:
-    """(examples, info): info says where they came from and how many were left out, and why.
-
-    With a limit, a seeded random subset is taken (benchmarks are often sorted by difficulty).
-    """
-    bench = get_benchmark(name)
-    info = {"left_out": 0}
-    if bench.kind == "dateset":
-        examples = dateset(limit or 500, seed)
-        return examples, {**info, "data": f"generated (seed {seed})"}
+def _read_sources(bench: Benchmark, data_file, data_dir, hub, hub_split) -> list[tuple[object, Iterable]]:
+    """(where, numbered rows) for each file or hub dataset the benchmark reads."""
     if data_file is not None:
-        sources = [(Path(data_file), read_jsonl(data_file))]
-    elif hub is None and bench.files:
+        return [(Path(data_file), read_jsonl(data_file))]
+    if hub is None and bench.files:
         folder = _data_dir(data_dir)
         if folder is None:
-            raise FileNotFoundError(
-                f"benchmark {name} reads {', '.join(bench.files)} from a data folder: pass --data-dir DIR "
+            raise UserFileNotFound(
+                f"benchmark {bench.name} reads {', '.join(bench.files)} from a data folder: pass --data-dir DIR "
                 f"(e.g. the shared data folder) or set TOOLFORMER_DATA, or give one file with --data-file")
         missing = [f for f in bench.files if not (folder / f).exists()]
         if missing:
-            raise FileNotFoundError(f"benchmark {name}: {', '.join(str(folder / f) for f in missing)} not found")
-        sources = [(folder / f, read_jsonl(folder / f)) for f in bench.files]
-    elif hub is None and bench.hub is None:
-        raise FileNotFoundError(f"benchmark {name} has no default source: pass --data-file FILE or --hub ID")
-    else:
-        rows, label = _hub_rows(bench, hub, split)
-        sources = [(label, rows)]
+            raise UserFileNotFound(f"benchmark {bench.name}: {', '.join(str(folder / f) for f in missing)} not found")
+        return [(folder / f, read_jsonl(folder / f)) for f in bench.files]
+    if hub is None and bench.hub is None:
+        raise UserFileNotFound(f"benchmark {bench.name} has no default source: pass --data-file FILE or --hub ID")
+    rows, label = _hub_rows(bench, hub, hub_split)
+    return [(label, rows)]
+
+
+def split_part(bench: Benchmark, part: str | None) -> str:
+    """The part of a benchmark to evaluate: test, train or all (default: test where there is a split)."""
+    if part not in (None, "test", "train", "all"):
+        raise UserValueError(f"--split must be test, train or all, not {part!r}")
+    if bench.split is None:
+        if part == "train":
+            raise UserValueError(f"benchmark {bench.name} is a test set: it has no train part (--split test or all)")
+        return "all"
+    return part or "test"
+
+
+def load_examples(name: str, *, data_file: str | Path | None = None, data_dir: str | Path | None = None,
+                  hub: str | None = None, hub_split: str | None = None, split: str | None = None,
+                  limit: int | None = None, seed: int = 0) -> tuple[list[Example], dict]:
+    """(examples, info): info says where they came from, which part of the split, how many were
+    left out and why.
+
+    split: test, train or all of a benchmark with a seeded split (default test); test sets are
+    always evaluated whole. With a limit, a seeded subset is taken (benchmarks are often sorted
+    by difficulty), in file order; a larger limit keeps the examples of a smaller one.
+    """
+    bench = get_benchmark(name)
+    part = split_part(bench, split)
+    info = {"left_out": 0}
+    if bench.kind == "dateset":
+        examples = dateset(limit or 500, seed)
+        return examples, {**info, "data": f"generated (seed {seed})", "split": {"part": part}}
+    sources = _read_sources(bench, data_file, data_dir, hub, hub_split)
     reader = ROW_READERS[bench.kind]
     examples = []
     for source, rows in sources:
@@ -271,8 +348,14 @@ def load_examples(name: str, data_file: str | Path | None = None, data_dir: str 
             else:
                 examples.append(ex)
     info["data"] = ", ".join(str(s) for s, _ in sources)
+    info["split"] = {"part": part}
+    if part != "all":
+        fraction, split_seed = bench.split.test_fraction, bench.split.seed
+        info["split"] |= {"test_fraction": fraction, "seed": split_seed, "key": "problem text",
+                          "of": len(examples)}
+        examples = [e for e in examples if in_test_split(e.problem, fraction, split_seed) == (part == "test")]
     info["available"] = len(examples)
     if limit is not None and limit < len(examples):
-        keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
-        examples = [examples[i] for i in keep]
+        keep = seeded_subset([e.id for e in examples], limit, seed)
+        examples = [e for e in examples if e.id in keep]
     return examples, info

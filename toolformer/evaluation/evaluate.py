@@ -1,169 +1,297 @@
 """Evaluate a model zero-shot with tools on and off (paper §4), lenient metrics (benchmarks.py).
 
-    toolformer eval [--model REF] [--adapter DIR] --benchmark NAME [--data-dir DIR | --data-file FILE]
-                    [--limit N] [--tools on|off|both] [--table results.md]
+    evaluate(benchmark="svamp", adapter="runs/r1/model/adapter", data_dir="../shared/data", limit=300)
 
-Writes, under --out (default runs/eval/<model>/): <benchmark>.tools-on.jsonl and .tools-off.jsonl
-(one line per example: prompt, output with calls inline, answer = output without calls, parsed
-answer, gold, correct, calls) and <benchmark>.summary.json: accuracy with tools on and off, the
-share of examples with a call, calls per tool. --table FILE appends one row per run to a markdown
-table, so several models (base, finetuned) line up side by side.
+Writes, under `out` (default runs/eval/<model or adapter>/):
+    <benchmark>.tools-on.jsonl, .tools-off.jsonl   one record per example: prompt, output with calls
+                    inline, answer (the output without its calls), parsed answer, gold, correct, calls
+    <benchmark>.settings.json   what the records depend on; a re-run with other settings is refused
+    <benchmark>.summary.json    accuracies with 95% Wilson intervals, call rate, calls per tool, and
+                    with both modes the paired comparison on the same examples: on - off with
+                    Newcombe's interval and McNemar's exact p (metrics.py)
+A `table` gets one markdown row per run, so several models line up side by side.
 
+Records are committed a few batches at a time (run.records.ResumableWriter): a killed evaluation
+continues where it stopped, and a larger limit adds only the new examples.
 The answer is the output without its calls: "[Calculator(7 + 2) → 9] 9 apples" answers "9 apples".
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
-import time
+import sys
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
-from toolformer.tools import TOOL_MODULES, get_tool
+from tqdm import tqdm
+
 from toolformer.assets import DEFAULT_LM
-from toolformer.evaluation.benchmarks import BENCHMARKS, Example, get_benchmark, load_examples, score
-from toolformer.inference.decoder import ToolBox, ToolDecoder, add_retriever_options, adapter_info, load_model, offer_tools
-from toolformer.run.records import write_jsonl_atomic
+from toolformer.config import EvalSettings
 from toolformer.corpus.syntax import get_syntax
+from toolformer.errors import UserValueError
+from toolformer.evaluation.benchmarks import Benchmark, Example, get_benchmark, load_examples, score
+from toolformer.evaluation.metrics import accuracy, paired
+from toolformer.run.layout import EVAL
+from toolformer.run.records import ResumableWriter, read_jsonl
+from toolformer.tools import all_tools, get_tool
+# everything evaluation takes from the model and decoding layers, in one place
+from toolformer.inference.decoder import ToolDecoder
+from toolformer.inference.toolbox import ToolBox, offer_tools
+from toolformer.lm.backend import get_backend
+from toolformer.lm.loading import adapter_info
 
-TABLE_HEADER = ("| model | adapter | benchmark | n | tools off | tools on | call rate | calls per tool |\n"
-                "|---|---|---|---:|---:|---:|---:|---|\n")
+CHUNK_BATCHES = 4  # batches per committed chunk: what a kill can cost
+
+TABLE_HEADER = ("| model | adapter | benchmark | split | n | tools off (95% CI) | tools on (95% CI) | call rate "
+                "| on − off (95% CI) | McNemar p | calls per tool |\n"
+                "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n")
+COMPARE_HEADER = ("| first | second | n | first (95% CI) | second (95% CI) | second − first (95% CI) | McNemar p |\n"
+                  "|---|---|---:|---:|---:|---:|---:|\n")
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[-80:] or "model"
 
 
-def run_mode(decoder: ToolDecoder, examples: list[Example], max_new_tokens: int, batch_size: int,
-             progress: bool, offered: list[frozenset[str]] | None = None) -> tuple[list[dict], dict]:
-    """Records and figures for one decoding mode (offered: per example, the tools it may call)."""
-    t0 = time.perf_counter()
+# ---------------------------------------------------------------------------- one mode
+
+def decode(decoder: ToolDecoder, examples: list[Example], max_new_tokens: int, batch_size: int,
+           offered: list[frozenset[str]] | None = None) -> list[dict]:
+    """One scored record per example (offered: per example, the tools it may call)."""
     gens = decoder.generate([e.prompt for e in examples], [e.meta for e in examples], max_new_tokens,
-                            batch_size, stop_at_newline=True, progress=progress, offered=offered)
-    seconds = time.perf_counter() - t0
-    records, per_tool, errors, not_offered, correct, with_call = [], Counter(), 0, 0, 0, 0
+                            batch_size, stop_at_newline=True, offered=offered)
+    records = []
     for i, (ex, gen) in enumerate(zip(examples, gens)):
         ok, parsed = score(ex, gen.answer)
-        correct += ok
-        with_call += bool(gen.calls)
-        per_tool.update(c["tool"] or "unparsed" for c in gen.calls)
-        errors += sum(c["error"] is not None for c in gen.calls)
-        not_offered += sum(c["tool"] is not None and c["tool"].lower() not in {t.lower() for t in offered[i]}
-                           for c in gen.calls) if offered else 0
         records.append({"id": ex.id, "prompt": ex.prompt, "output": gen.output, "answer": gen.answer,
                         "parsed": parsed, "gold": list(ex.gold), "correct": ok, "calls": gen.calls,
-                        "meta": ex.meta} | ({"tools_offered": sorted(offered[i])} if offered else {}))
-    n = max(len(examples), 1)
-    figures = {"accuracy": round(correct / n, 4), "correct": correct, "call_rate": round(with_call / n, 4),
-               "calls_per_tool": dict(sorted(per_tool.items())), "call_errors": errors,
-               "calls_not_offered": not_offered,
-               "false_starts": sum(g.false_starts for g in gens), "seconds": round(seconds, 1),
-               "new_tokens": sum(g.new_tokens for g in gens)}
-    return records, figures
+                        "meta": ex.meta, "new_tokens": gen.new_tokens, "false_starts": gen.false_starts}
+                       | ({"tools_offered": sorted(offered[i])} if offered else {}))
+    return records
 
 
-def evaluate(benchmark: str, model: str | None = None, adapter: str | Path | None = None,
-             data_file: str | Path | None = None, data_dir: str | Path | None = None, hub: str | None = None,
-             split: str | None = None, limit: int | None = None, tools: str = "both", allow_tools=None,
-             top_k: int = 10, max_calls: int = 1, batch_size: int = 16, max_new_tokens: int | None = None,
-             syntax: str | None = None, out_dir: str | Path | None = None, table: str | Path | None = None,
-             seed: int = 0, progress: bool = True, tool_retriever: str | None = None,
-             tools_per_input: int = 1) -> dict:
-    """Run one benchmark with tools on and/or off; write records and a summary; return the summary."""
-    if tools not in ("on", "off", "both"):
-        raise ValueError(f"--tools must be on, off or both, not {tools!r}")
-    bench = get_benchmark(benchmark)
-    examples, info = load_examples(benchmark, data_file, data_dir, hub, split, limit, seed)
+def _not_offered(record: dict) -> int:
+    if "tools_offered" not in record:
+        return 0
+    offered = {t.lower() for t in record["tools_offered"]}
+    return sum(c["tool"] is not None and c["tool"].lower() not in offered for c in record["calls"])
+
+
+def mode_figures(records: list[dict]) -> dict:
+    """Accuracy with its Wilson interval and the tool-use figures of one mode's records."""
+    per_tool = Counter(c["tool"] or "unparsed" for r in records for c in r["calls"])
+    return {**accuracy([r["correct"] for r in records]),
+            "call_rate": round(sum(bool(r["calls"]) for r in records) / len(records), 4),
+            "calls_per_tool": dict(sorted(per_tool.items())),
+            "call_errors": sum(c["error"] is not None for r in records for c in r["calls"]),
+            "calls_not_offered": sum(map(_not_offered, records)),
+            "false_starts": sum(r.get("false_starts", 0) for r in records),
+            "new_tokens": sum(r.get("new_tokens", 0) for r in records)}
+
+
+# ---------------------------------------------------------------------------- resuming
+
+def _adapter_digest(adapter: str | None) -> str | None:
+    """A hash of the adapter's weights: retraining into the same folder is other settings."""
+    if adapter is None:
+        return None
+    digest = hashlib.sha256()
+    for f in sorted(Path(adapter).glob("adapter_model.*")):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_settings(path: Path, settings: dict) -> bool:
+    """True when `path` already records these settings; a UserValueError when it records others."""
+    if not path.exists():
+        return False
+    before = json.loads(path.read_text())
+    if before != settings:
+        changed = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}"
+                            for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k))
+        raise UserValueError(f"{path.parent} holds an evaluation with other settings ({changed}); "
+                             f"pass another --out, or delete {path.parent} to start afresh")
+    return True
+
+
+def _committed(path: Path, examples: list[Example]) -> dict[str, dict]:
+    """The records already in `path` by example id, each checked against today's data."""
+    by_id = {e.id: e for e in examples}
+    done = {}
+    for line, record in read_jsonl(path):
+        ex = by_id.get(record["id"])
+        if ex is not None and (record["prompt"], tuple(record["gold"])) != (ex.prompt, ex.gold):
+            raise UserValueError(f"{path}:{line}: example {ex.id} was evaluated with another prompt or gold "
+                                 f"answer: the data changed; pass another --out or delete {path.parent}")
+        done[record["id"]] = record
+    return done
+
+
+def _decode_committed(writer: ResumableWriter, decoder: ToolDecoder, todo: list[Example],
+                      offered: list[frozenset[str]] | None, max_new_tokens: int, batch_size: int,
+                      progress: str | None) -> Iterator[dict]:
+    """The records of `todo`, committed CHUNK_BATCHES batches at a time (progress: a bar's label)."""
+    chunk = batch_size * CHUNK_BATCHES
+    with tqdm(total=len(todo), desc=progress, unit="example", disable=progress is None, file=sys.stderr) as bar:
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            records = decode(decoder, part, max_new_tokens, batch_size, offered[i:i + chunk] if offered else None)
+            writer.commit(part[0].id, records)
+            bar.update(len(part))
+            yield from records
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+def _allowed_tools(bench: Benchmark, allow: str | None) -> list[str]:
+    """Tools the model may call: those named ("Calculator,QA"), else all the paper allows on the task."""
+    if allow is None:
+        return [t.name for t in all_tools() if t.name not in bench.deny_tools]
+    return [get_tool(name).name for name in allow.split(",") if name.strip()]
+
+
+def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
+    """Run one benchmark with tools on and/or off, resuming what `out` holds; write records, a
+    summary and an optional table row; return the summary. Takes EvalSettings, or its fields
+    as keyword arguments (evaluate(benchmark="svamp", limit=50)), or both (fields override)."""
+    s = dataclasses.replace(settings, **fields) if settings else EvalSettings(**fields)
+    bench = get_benchmark(s.benchmark)
+    examples, info = load_examples(bench.name, data_file=s.data_file, data_dir=s.data_dir, hub=s.hub,
+                                   hub_split=s.hub_split, split=s.split, limit=s.limit, seed=s.seed)
     if not examples:
-        raise ValueError(f"benchmark {benchmark}: no examples to evaluate ({info})")
-    recorded = adapter_info(adapter)
-    model_ref = model or recorded.get("base_model") or DEFAULT_LM
-    syntax_name = syntax or recorded.get("syntax") or "toolformer"
-    if allow_tools is None:
-        allowed = [t.name for t in map(get_tool, TOOL_MODULES) if t.name not in bench.deny_tools]
-    else:
-        allowed = [get_tool(t).name for t in allow_tools]
-    lm, tok = load_model(model_ref, adapter)
-    out_dir = Path(out_dir or Path("runs") / "eval" / _slug(str(adapter or model_ref)))
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise UserValueError(f"benchmark {bench.name}: no examples to evaluate ({info})")
+    recorded = adapter_info(s.adapter)
+    model_ref = s.model or recorded.get("base_model") or DEFAULT_LM
+    syntax_name = s.syntax or recorded.get("syntax") or "toolformer"
+    allowed = _allowed_tools(bench, s.allow_tools)
+    max_new_tokens = s.max_new_tokens or bench.max_new_tokens
+    out_dir = Path(s.out or Path("runs") / EVAL / _slug(str(s.adapter or model_ref)))
+    # everything a record depends on: a re-run must match it to continue
+    fixed = {"benchmark": bench.name, "model": model_ref, "adapter": str(s.adapter) if s.adapter else None,
+             "adapter_weights": _adapter_digest(s.adapter), "syntax": syntax_name, "split": info["split"],
+             "seed": s.seed, "top_k": s.top_k, "max_calls": s.max_calls, "max_new_tokens": max_new_tokens,
+             "tools_allowed": allowed, "tool_retriever": s.tool_retriever,
+             "tools_per_input": s.tools_per_input if s.tool_retriever else None}
+    settings_path = out_dir / f"{bench.name}.settings.json"
+    claimed = _check_settings(settings_path, fixed)
 
-    summary = {"benchmark": benchmark, "model": model_ref, "adapter": str(adapter) if adapter else None,
-               "syntax": syntax_name, "n": len(examples), **info, "top_k": top_k, "max_calls": max_calls,
-               "tools_allowed": allowed, "seed": seed, "tool_retriever": tool_retriever,
-               "tools_per_input": tools_per_input if tool_retriever else None}
-    modes = ("off", "on") if tools == "both" else (tools,)
+    summary = {**fixed, "n": len(examples), **info}
+    lm = None  # loaded when some example is still to do
+    modes = ("off", "on") if s.tools == "both" else (s.tools,)
+    results = {}
     for mode in modes:
-        toolbox = ToolBox(allowed) if mode == "on" else None
-        decoder = ToolDecoder(lm, tok, get_syntax(syntax_name), toolbox, top_k, max_calls)
-        offered = offer_tools(tool_retriever, [e.prompt for e in examples], toolbox, tools_per_input)
-        records, figures = run_mode(decoder, examples, max_new_tokens or bench.max_new_tokens, batch_size, progress,
-                                    offered)
-        path = out_dir / f"{benchmark}.tools-{mode}.jsonl"
-        write_jsonl_atomic(path, records)
+        path = out_dir / f"{bench.name}.tools-{mode}.jsonl"
+        writer = ResumableWriter(path)
+        done = _committed(path, examples)
+        todo = [e for e in examples if e.id not in done]
+        if todo:
+            if lm is None:
+                lm = get_backend(model_ref, adapter=s.adapter)
+                writer = ResumableWriter(path)  # reopened: its clock times decoding, not loading
+            if not claimed:
+                settings_path.write_text(json.dumps(fixed, indent=2, ensure_ascii=False) + "\n")
+                claimed = True
+            toolbox = ToolBox(allowed) if mode == "on" else None
+            decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls)
+            offered = offer_tools(s.tool_retriever, [e.prompt for e in todo], toolbox, s.tools_per_input)
+            for record in _decode_committed(writer, decoder, todo, offered, max_new_tokens, s.batch_size,
+                                            f"tools {mode}" if s.progress else None):
+                done[record["id"]] = record
+        results[mode] = [done[e.id] for e in examples]
+        figures = mode_figures(results[mode])
         summary[f"accuracy_tools_{mode}"] = figures["accuracy"]
-        summary[f"tools_{mode}"] = {**figures, "records": str(path)}
+        summary[f"tools_{mode}"] = {**figures, "reused": len(examples) - len(todo), "seconds": writer.seconds,
+                                    "records": str(path)}
     if "on" in modes:  # the headline figures of tool use
         summary.update({k: summary["tools_on"][k] for k in ("call_rate", "calls_per_tool", "call_errors", "false_starts")})
-    (out_dir / f"{benchmark}.summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    if table:
-        append_table_row(table, summary)
+    if len(modes) == 2:
+        summary["on_vs_off"] = paired([r["correct"] for r in results["off"]], [r["correct"] for r in results["on"]])
+    (out_dir / f"{bench.name}.summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    if s.table:
+        append_table_row(s.table, table_row(summary), TABLE_HEADER)
     return summary
+
+
+# ---------------------------------------------------------------------------- comparing two runs
+
+def _outcomes(path: str | Path) -> dict[str, tuple[bool, tuple]]:
+    """id -> (correct, gold) of an evaluation record file."""
+    outcomes = {}
+    for line, record in read_jsonl(path):
+        if record.get("id") in outcomes:
+            raise UserValueError(f"{path}:{line}: example {record['id']!r} appears twice")
+        if not isinstance(record.get("correct"), bool):
+            raise UserValueError(f"{path}:{line}: not an evaluation record (needs id and correct)")
+        outcomes[record["id"]] = (record["correct"], tuple(record.get("gold", ())))
+    if not outcomes:
+        raise UserValueError(f"{path}: no evaluation records")
+    return outcomes
+
+
+def compare_records(first: str | Path, second: str | Path, table: str | Path | None = None) -> dict:
+    """Paired comparison of two evaluation record files on the same examples (model A vs B, or
+    tools off vs on): second - first with Newcombe's interval and McNemar's exact p."""
+    a, b = _outcomes(first), _outcomes(second)
+    if a.keys() != b.keys():
+        only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+        raise UserValueError(f"{first} and {second} hold different examples ({len(a)} and {len(b)}; "
+                             f"{len(only_a)} only in the first, e.g. {only_a[:3]}, {len(only_b)} only in the "
+                             f"second, e.g. {only_b[:3]}): a paired comparison needs the same ones")
+    differ = [i for i in a if a[i][1] != b[i][1]]
+    if differ:
+        raise UserValueError(f"{first} and {second} give example {differ[0]!r} different gold answers: "
+                             f"not the same benchmark data")
+    ids = list(a)
+    result = {"files": [str(first), str(second)], **paired([a[i][0] for i in ids], [b[i][0] for i in ids])}
+    if table:
+        append_table_row(table, compare_row(result), COMPARE_HEADER)
+    return result
+
+
+# ---------------------------------------------------------------------------- tables
+
+def percent_ci(figures: dict) -> str:
+    low, high = figures["ci"]
+    return f"{100 * figures['accuracy']:.1f} ({100 * low:.1f}–{100 * high:.1f})"
+
+
+def difference_ci(comparison: dict) -> str:
+    low, high = comparison["ci"]
+    return f"{100 * comparison['difference']:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+
+
+def p_value(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def table_row(summary: dict) -> str:
-    def pct(key):
-        return f"{100 * summary[key]:.1f}" if key in summary else "–"
+    def mode(name):
+        return percent_ci(summary[f"tools_{name}"]) if f"tools_{name}" in summary else "–"
+    pair = summary.get("on_vs_off")
+    difference, p = (difference_ci(pair), p_value(pair["p_value"])) if pair else ("–", "–")
     per_tool = ", ".join(f"{t} {n}" for t, n in summary.get("calls_per_tool", {}).items()) or "–"
-    adapter = summary["adapter"] or "–"
-    return (f"| {summary['model']} | {adapter} | {summary['benchmark']} | {summary['n']} | {pct('accuracy_tools_off')} "
-            f"| {pct('accuracy_tools_on')} | {pct('call_rate')} | {per_tool} |\n")
+    call_rate = f"{100 * summary['call_rate']:.1f}" if "call_rate" in summary else "–"
+    return (f"| {summary['model']} | {summary['adapter'] or '–'} | {summary['benchmark']} "
+            f"| {summary['split']['part']} | {summary['n']} | {mode('off')} | {mode('on')} | {call_rate} "
+            f"| {difference} | {p} | {per_tool} |\n")
 
 
-def append_table_row(path: str | Path, summary: dict) -> None:
-    """Append one result to a markdown table (header written when the file is new)."""
+def compare_row(result: dict) -> str:
+    first, second = result["files"]
+    return (f"| {first} | {second} | {result['n']} | {percent_ci(result['first'])} | {percent_ci(result['second'])} "
+            f"| {difference_ci(result)} | {p_value(result['p_value'])} |\n")
+
+
+def append_table_row(path: str | Path, row: str, header: str) -> None:
+    """Append one row to a markdown table; a new file, or one whose table has other columns
+    (an older version's), gets the header first."""
     path = Path(path)
-    new = not path.exists() or path.stat().st_size == 0
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    lines = text.splitlines()
+    headers = [lines[i] for i in range(len(lines) - 1) if lines[i + 1].startswith("|---")]
+    same_columns = bool(headers) and headers[-1] == header.splitlines()[0]
     with open(path, "a", encoding="utf-8") as f:
-        f.write((TABLE_HEADER if new else "") + table_row(summary))
-
-
-def cmd_eval(args) -> dict:
-    summary = evaluate(args.benchmark, args.model, args.adapter, args.data_file, args.data_dir, args.hub, args.split,
-                       args.limit, args.tools, args.allow_tools.split(",") if args.allow_tools else None,
-                       args.top_k, args.max_calls, args.batch_size, args.max_new_tokens, args.syntax, args.out,
-                       args.table, args.seed, progress=not args.no_progress, tool_retriever=args.tool_retriever,
-                       tools_per_input=args.tools_per_input)
-    on, off = summary.get("accuracy_tools_on"), summary.get("accuracy_tools_off")
-    print(f"{summary['benchmark']} ({summary['n']} examples): "
-          + (f"tools off {100 * off:.1f}%  " if off is not None else "")
-          + (f"tools on {100 * on:.1f}% (calls in {100 * summary['call_rate']:.1f}% of examples)" if on is not None else ""))
-    return summary
-
-
-def add_commands(sub, command) -> None:
-    p = command(sub, "eval", cmd_eval, "zero-shot evaluation with tools on and off (lenient metrics)")
-    p.epilog = ("--data-file formats (JSONL): math rows need a question (question/Question/sQuestion/problem/input, "
-                "optional body/Body) and a numeric answer (answer/Answer/result/target/lSolutions); LAMA rows "
-                "masked_sentence and obj_label; QA rows question and answers (a list).")
-    p.add_argument("--benchmark", required=True, help=", ".join(BENCHMARKS))
-    p.add_argument("--model", help="hub id, local folder, .gguf file or embedded alias "
-                                   "(default: the adapter's base model, else smollm2-135m-instruct)")
-    p.add_argument("--adapter", help="LoRA adapter folder written by `toolformer finetune`")
-    p.add_argument("--data-dir", help="folder with math/, lama/, qa/ files (default: $TOOLFORMER_DATA)")
-    p.add_argument("--data-file", help="one JSONL file with the benchmark's rows (overrides --data-dir)")
-    p.add_argument("--hub", help="dataset id[:config] for datasets.load_dataset (needs a connection)")
-    p.add_argument("--split", help="hub split (default: the benchmark's usual one)")
-    p.add_argument("--limit", type=int, help="a seeded random subset of N examples (dateset: N generated)")
-    p.add_argument("--tools", choices=("on", "off", "both"), default="both")
-    p.add_argument("--allow-tools", help="comma-separated tools the model may call "
-                                         "(default: all but those the paper withholds from the task)")
-    p.add_argument("--syntax", help="call syntax (default: the adapter's, else toolformer)")
-    p.add_argument("--top-k", type=int, default=10, help="start a call when the start marker is in the top k")
-    p.add_argument("--max-calls", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, help="default: per benchmark (math 64, LAMA 32, QA 64, dateset 40)")
-    p.add_argument("--out", help="output folder (default: runs/eval/<model or adapter>)")
-    p.add_argument("--table", help="append a row to this markdown results table")
-    p.add_argument("--seed", type=int, default=0, help="subset and dateset seed")
-    p.add_argument("--no-progress", action="store_true")
-    add_retriever_options(p)
+        f.write(row if same_columns else ("\n" if text else "") + header + row)

@@ -1,13 +1,4 @@
-"""The LM backend: the only place that touches model internals.
-
-Stages speak token ids and ask three questions (DESIGN.md §6):
-  next_token_logprobs  log p(token | seq[:t]) of a few given tokens at every t of a range
-                       (position scoring: the start marker at each position of x, one pass)
-  token_logprobs       log p(seq[t] | seq[:t]) at chosen t (the filter's weighted losses)
-  sample               batched sampling from many prefixes until a stop string
-
-`HFBackend` implements them with transformers on CPU or GPU. A vLLM backend (prompt logprobs,
-batched sampling with automatic prefix caching) fits the same three methods, so no stage changes.
+"""The transformers backend: `HFBackend` implements lm.backend.LMBackend on CPU or GPU.
 
 Speed, not shortcuts: sequences are sorted by length and packed into padded batches under a
 token budget; the LM head (a fifth of a forward pass for a 135M model) runs only at the rows
@@ -18,50 +9,14 @@ its KV cache kept for the next calls, as vLLM's automatic prefix caching does.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class Sample:
-    text: str              # generated text, cut before the stop string
-    stop: str | None       # the stop string that ended it; None: never closed (length cap)
-
-
-class LMBackend:
-    """What the stages may ask of a language model. Token ids in, numpy/text out."""
-
-    start_ids: list[int]   # prepended to every sequence (BOS, or EOS for models without one)
-
-    def encode(self, text: str) -> list[int]:
-        raise NotImplementedError
-
-    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        raise NotImplementedError
-
-    def decode(self, ids: Sequence[int]) -> str:
-        raise NotImplementedError
-
-    def next_token_logprobs(self, sequences: list[list[int]], first: list[int], token_ids: list[int],
-                            retain_cache: bool = False) -> list[np.ndarray]:
-        """For each sequence s, an array [len(s) + 1 - first[s], len(token_ids)] with
-        log p(token | s[:t]) for t = first[s] .. len(s)."""
-        raise NotImplementedError
-
-    def release(self) -> None:
-        """Drop KV caches kept by next_token_logprobs(retain_cache=True)."""
-
-    def token_logprobs(self, sequences: list[list[int]], targets: list[list[int]]) -> list[np.ndarray]:
-        """For each sequence s, log p(s[t] | s[:t]) for each t in targets[s] (t ≥ 1)."""
-        raise NotImplementedError
-
-    def sample(self, prefixes: list[list[int]], seeds: list[int], stop: Sequence[str],
-               max_new_tokens: int = 32, temperature: float = 1.0) -> list[Sample]:
-        """One sample per prefix, each with its own seed (reproducible whatever the batch)."""
-        raise NotImplementedError
+from toolformer.lm.backend import BACKENDS, DecodeSession, LMBackend, Sample
+from toolformer.lm.tokens import left_positions, padded, sequence_start
 
 
 def _length_batches(lengths: Sequence[int], max_tokens: int, max_rows: int = 256) -> list[list[int]]:
@@ -104,19 +59,30 @@ class HFBackend(LMBackend):
         # token budgets per forward batch: small on CPU (cache-friendly), large on GPU
         self.max_batch_tokens = max_batch_tokens or (4096 if cpu else 65536)
         self.max_sample_tokens = max_sample_tokens or (65536 if cpu else 1 << 20)
-        self.body = getattr(self.model, self.model.base_model_prefix)  # decoder without LM head
-        self.head = self.model.get_output_embeddings()
         tok = self.tokenizer
-        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        self.start_ids = [start]
+        self.start_ids = sequence_start(tok)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        eos = getattr(model.generation_config, "eos_token_id", None) or tok.eos_token_id
+        self.eos_ids = frozenset(eos if isinstance(eos, list) else [eos])
         self._retained: list[tuple[np.ndarray, list[tuple[torch.Tensor, torch.Tensor]]]] = []
         # shared prefixes already encoded: token tuple -> KV layers of one row (weights are frozen)
         self._prefix_kv: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @classmethod
-    def from_ref(cls, model_ref: str, device: str | None = None, **kwargs) -> "HFBackend":
-        from toolformer.lm.loading import load_causal_lm
-        return cls(*load_causal_lm(model_ref, device), **kwargs)
+    def from_ref(cls, model_ref: str | None, adapter: str | None = None, device: str | None = None,
+                 **kwargs) -> "HFBackend":
+        """The model (with a LoRA adapter merged in, if given) as loading.load_model resolves it."""
+        from toolformer.lm.loading import load_model
+        return cls(*load_model(model_ref, adapter, device), **kwargs)
+
+    @cached_property
+    def body(self):
+        """The decoder without its LM head."""
+        return getattr(self.model, self.model.base_model_prefix)
+
+    @cached_property
+    def head(self):
+        return self.model.get_output_embeddings()
 
     # ---- text
     def encode(self, text: str) -> list[int]:
@@ -126,18 +92,19 @@ class HFBackend(LMBackend):
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
 
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+    def decode(self, ids: Sequence[int], skip_special: bool = False) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special)
+
+    @cached_property
+    def _token_texts(self) -> list[str]:
+        return self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+
+    def token_texts(self) -> list[str]:
+        return self._token_texts
 
     # ---- forward passes
     def _padded(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):  # right padding: positions 0.. are the defaults
-            ids[r, :len(s)] = torch.tensor(s)
-            mask[r, :len(s)] = 1
+        ids, mask = padded(seqs, self.pad_id)  # right padding: positions 0.. are the defaults
         return ids.to(self.device), mask.to(self.device)
 
     def _head_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -258,14 +225,12 @@ class HFBackend(LMBackend):
         R = max(len(prefixes[i]) - c for i, c in zip(batch, cached))
         # layout per row: [left pad][cached prefix] | [left pad][rest of the prefix] | generated
         mask = torch.zeros((B, C + R + max_new_tokens), dtype=torch.long, device=self.device)
-        ids = torch.full((B, R), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
-        pos = torch.zeros((B, R), dtype=torch.long, device=self.device)
-        for r, (i, c) in enumerate(zip(batch, cached)):
-            rest = prefixes[i][c:]
+        ids, rest_mask = padded([prefixes[i][c:] for i, c in zip(batch, cached)], self.pad_id, left=True)
+        pos = left_positions(rest_mask, cached).to(self.device)
+        ids = ids.to(self.device)
+        mask[:, C:C + R] = rest_mask.to(self.device)
+        for r, c in enumerate(cached):
             mask[r, C - c:C] = 1
-            mask[r, C + R - len(rest):C + R] = 1
-            ids[r, R - len(rest):] = torch.tensor(rest)
-            pos[r, R - len(rest):] = torch.arange(c, len(prefixes[i]))
         cache = DynamicCache()
         layer_class = _reserved_layer_class()
         cache.layers = [layer_class(self._kv_shape(B, C + R + max_new_tokens), self.model.dtype, self.device, C)
@@ -309,10 +274,50 @@ class HFBackend(LMBackend):
         for r, i in enumerate(batch):
             results[i] = done[r] or Sample(self.decode(generated[r]), None)
 
+    def decode_session(self) -> "HFDecodeSession":
+        return HFDecodeSession(self.model, self.device, self.pad_id)
+
     def _kv_shape(self, batch: int, length: int) -> tuple[int, int, int, int]:
         cfg = self.model.config
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         return (batch, cfg.num_key_value_heads, length, head_dim)
+
+
+class HFDecodeSession(DecodeSession):
+    """One growing KV cache for the batch. Each step's pending tokens are left-padded to the
+    longest, with explicit position ids per row and an attention mask over the whole cache, so
+    pads anywhere in the cache are never attended to."""
+
+    def __init__(self, model, device: torch.device, pad_id: int):
+        self.model, self.device, self.pad_id = model, device, pad_id
+        self.next_pos: list[int] = []  # per live row: position of its next token
+        self.mask = torch.zeros((0, 0), dtype=torch.long, device=device)
+        self.cache = None
+
+    @torch.inference_mode()
+    def step(self, pending):
+        ids, step_mask = padded(pending, self.pad_id, left=True)
+        if self.cache is None:
+            self.next_pos = [0] * len(pending)
+            self.mask = self.mask.new_zeros((len(pending), 0))
+        pos = left_positions(step_mask, self.next_pos)
+        self.next_pos = [p + len(t) for p, t in zip(self.next_pos, pending)]
+        self.mask = torch.cat([self.mask, step_mask.to(self.device)], dim=1)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=self.mask, position_ids=pos.to(self.device),
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+        return out.logits[:, -1].float()
+
+    def keep(self, rows):
+        if len(rows) == len(self.next_pos):
+            return
+        if not rows:  # the batch is done: free the cache
+            self.cache, self.next_pos = None, []
+            return
+        index = torch.tensor(list(rows), device=self.device)
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask[index]
+        self.next_pos = [self.next_pos[r] for r in rows]
 
 
 def _reserved_layer_class():
@@ -360,7 +365,4 @@ def _check_stop(text: str, stop: Sequence[str]) -> Sample | None:
     return None
 
 
-def get_backend(model_ref: str, backend: str = "hf", **kwargs) -> LMBackend:
-    if backend == "hf":
-        return HFBackend.from_ref(model_ref, **kwargs)
-    raise ValueError(f"unknown LM backend {backend!r} (available: hf)")
+BACKENDS.register("hf", HFBackend.from_ref)

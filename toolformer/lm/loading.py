@@ -1,10 +1,15 @@
-"""Resolve a model reference and load it: hub id, local folder, .gguf file, or embedded alias.
+"""Every model and tokenizer load goes through here.
 
-CPU -> fp32, GPU -> bf16. A GGUF file is de-quantised once and cached as safetensors (a cold
-GGUF load costs ~30 s on 2 cores; the cached copy loads in well under a second).
+A model reference is a hub id, local folder, .gguf file, or embedded alias. A GGUF file is
+de-quantised once and cached as safetensors (a cold GGUF load costs ~30 s on 2 cores; the cached
+copy loads in well under a second). Inference runs in the device's dtype (CPU fp32, GPU bf16);
+training loads fp32 weights. The tokenizer always has a pad token. A finetuned adapter or model
+folder carries FINETUNE_INFO (base model, call syntax), so `load_model(None, adapter)` needs
+nothing else.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -12,11 +17,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from toolformer.assets import cache_dir, embedded_path, file_fingerprint, is_embedded_alias
+from toolformer.assets import DEFAULT_LM, cache_dir, embedded_path, file_fingerprint, is_embedded_alias
+from toolformer.errors import UserError, UserFileNotFound
+
+FINETUNE_INFO = "toolformer_finetune.json"  # written beside an adapter or model by finetune.py
 
 
-class ModelNotFound(RuntimeError):
-    pass
+class ModelNotFound(UserError, RuntimeError):
+    """A model reference that is neither here nor reachable."""
 
 
 @dataclass(frozen=True)
@@ -111,17 +119,51 @@ def load_tokenizer(ref: str):
     return tok
 
 
-@lru_cache(maxsize=2)
-def load_causal_lm(ref: str, device: str | None = None):
-    """(model, tokenizer), model in eval mode on `device` with the device's default dtype."""
+def fresh_causal_lm(ref: str, dtype=None):
+    """A new, uncached copy of the model's weights (fp32 unless `dtype`): for training or merging,
+    which change them."""
+    import torch
     from transformers import AutoModelForCausalLM
-    device = device or default_device()
-    folder = local_folder(ref)
-    t0 = time.time()
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=default_dtype(device))
+        return AutoModelForCausalLM.from_pretrained(local_folder(ref), dtype=dtype or torch.float32)
     except OSError as err:
         raise _offline_hint(ref, err) from err
+
+
+@lru_cache(maxsize=2)
+def load_causal_lm(ref: str, device: str | None = None):
+    """(model, tokenizer), model in eval mode on `device` with the device's default dtype. Cached:
+    callers share it and must not change its weights."""
+    device = device or default_device()
+    t0 = time.time()
+    model = fresh_causal_lm(ref, default_dtype(device))
     model.to(device).eval()
     model.load_seconds = time.time() - t0
     return model, load_tokenizer(ref)
+
+
+def adapter_info(folder: str | Path | None) -> dict:
+    """What finetune.py recorded beside an adapter or model folder (base model, syntax), if anything."""
+    if folder is None:
+        return {}
+    path = Path(folder) / FINETUNE_INFO
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def load_model(model: str | None, adapter: str | Path | None = None, device: str | None = None):
+    """(model, tokenizer) for inference: a base model, or a base model with a LoRA adapter merged in.
+
+    `model` may be None with an adapter that finetune.py wrote: its base model is recorded there.
+    """
+    if adapter is None:
+        return load_causal_lm(model or DEFAULT_LM, device)
+    adapter = Path(adapter)
+    if not (adapter / "adapter_config.json").exists():
+        raise UserFileNotFound(f"{adapter} is not a LoRA adapter folder (no adapter_config.json); "
+                               f"pass a merged or fully finetuned model with --model instead")
+    from peft import PeftModel
+    base = model or adapter_info(adapter).get("base_model") or DEFAULT_LM
+    device = device or default_device()
+    # a fresh copy: merging into the cached base model would change it for every later user
+    lm = PeftModel.from_pretrained(fresh_causal_lm(base, default_dtype(device)), str(adapter)).merge_and_unload()
+    return lm.to(device).eval(), load_tokenizer(base)

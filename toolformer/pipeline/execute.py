@@ -8,63 +8,54 @@ across positions and documents runs once, and a resumed run reuses what it ran.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from itertools import groupby
-
-from tqdm import tqdm
-
-from toolformer.tools import Tool, run_call
-from toolformer.run.records import CANDIDATE, EXECUTED, ResumableWriter, read_jsonl
-from toolformer.run.manifest import Run
+from toolformer.config import ExecuteSettings
 from toolformer.corpus.syntax import CallSyntax
+from toolformer.pipeline.stage import Stage
+from toolformer.run.manifest import Run
+from toolformer.run.records import CANDIDATE, EXECUTED, Document, read_jsonl
+from toolformer.tools import Tool, run_call
 
-def execute_tool(run: Run, tool: Tool, syntax: CallSyntax, options: dict | None = None, chunk_docs: int = 16,
-                 progress: bool = True) -> dict:
-    src = run.tool_dir(tool.key) / "candidates.jsonl"
-    if not src.exists():
-        raise FileNotFoundError(f"{src} does not exist: run `toolformer sample --tool {tool.key} --run {run.name}`")
-    path = src.with_name("executed.jsonl")
-    options = {**tool.options, **(options or {})}
-    run.check_config(f"stages.execute/{tool.key}.config", {"options": options}, str(path))
-    writer = ResumableWriter(path)
-    meta_of = {d.id: d.meta for d in run.documents()}
-    # results already on disk serve as the cache: a resumed run never re-executes a call
-    cache = {}
-    for _, rec in read_jsonl(path, EXECUTED):
-        cache[_cache_key(tool, rec, meta_of)] = (rec["result"], rec["error"], rec["latency_ms"])
-    by_doc = [list(g) for _, g in groupby((r for _, r in read_jsonl(src, CANDIDATE)), key=lambda r: r["doc_id"])]
-    executor = None
-    bar = tqdm(total=sum(map(len, by_doc)), desc=f"execute {tool.key}", unit="call", disable=not progress)
-    for number, a in enumerate(range(0, len(by_doc), chunk_docs)):
-        chunk = [rec for group in by_doc[a:a + chunk_docs] for rec in group]
-        if str(number) in writer.done:
-            bar.update(len(chunk))
-            continue
-        records, ran = [], 0
-        for rec in chunk:
-            key = _cache_key(tool, rec, meta_of)
-            if key not in cache:
-                executor = executor or tool.make_executor(**options)
-                out = run_call(tool, executor, rec["input"], meta_of[rec["doc_id"]])
-                result = None if out.result is None else syntax.safe_result(out.result)
-                cache[key] = (result, out.error, round(out.latency_ms, 3))
-                ran += 1
-            result, error, latency = cache[key]
+
+class ExecuteStage(Stage):
+    kind = "execute"
+    # distinct_calls: calls first met in a chunk, i.e. run there (earlier chunks' results are cached)
+    counts = ("executed_ok", "executed_failed", "distinct_calls")
+    input_schema = CANDIDATE
+
+    def __init__(self, run: Run, tool: Tool, syntax: CallSyntax, settings: ExecuteSettings = ExecuteSettings()):
+        super().__init__(run, tool)
+        self.syntax = syntax
+        self.options = {**tool.options, **(settings.options or {})}
+        self.executor = None  # made on the first call that is not cached
+
+    def settings(self) -> dict:
+        return {"options": self.options}
+
+    def start(self, output: Path, docs: list[Document]) -> None:
+        # results already on disk serve as the cache: a resumed run never re-executes a call
+        self.meta_of = {d.id: d.meta for d in docs}
+        self.cache = {self._key(rec): (rec["result"], rec["error"], rec["latency_ms"])
+                      for _, rec in read_jsonl(output, EXECUTED)}
+
+    def process(self, docs: list[Document], inputs: dict[str, list[dict]]) -> tuple[list[dict], dict]:
+        counts = dict.fromkeys(self.counts, 0)
+        records = []
+        for rec in (r for d in docs for r in inputs.get(d.id, ())):
+            key = self._key(rec)
+            if key not in self.cache:
+                self.executor = self.executor or self.tool.make_executor(**self.options)
+                out = run_call(self.tool, self.executor, rec["input"], self.meta_of[rec["doc_id"]])
+                result = None if out.result is None else self.syntax.safe_result(out.result)
+                self.cache[key] = (result, out.error, round(out.latency_ms, 3))
+                counts["distinct_calls"] += 1
+            result, error, latency = self.cache[key]
+            counts["executed_ok" if error is None else "executed_failed"] += 1
             records.append({**rec, "result": result, "error": error, "latency_ms": latency})
-        writer.commit(str(number), records, executed=ran)
-        bar.update(len(chunk))
-    bar.close()
-    if not writer.complete:
-        writer.mark_complete()
-    ok = failed = 0
-    for _, rec in read_jsonl(path, EXECUTED):
-        ok += rec["error"] is None
-        failed += rec["error"] is not None
-    return {"executed_ok": ok, "executed_failed": failed, "distinct_calls": len(cache),
-            "calls_run": sum(e.get("executed", 0) for e in writer.chunk_info()), "seconds": writer.seconds}
+        return records, counts
 
-
-def _cache_key(tool: Tool, rec: dict, meta_of: dict) -> tuple:
-    """A call's identity: its input and the document metadata its tool reads (Calendar: date)."""
-    meta = meta_of[rec["doc_id"]]
-    return (rec["input"], json.dumps([meta.get(k) for k in tool.meta_keys]))
+    def _key(self, rec: dict) -> tuple:
+        """A call's identity: its input and the document metadata its tool reads (Calendar: date)."""
+        meta = self.meta_of[rec["doc_id"]]
+        return (rec["input"], json.dumps([meta.get(k) for k in self.tool.meta_keys]))

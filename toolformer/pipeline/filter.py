@@ -12,17 +12,19 @@ A continuation shorter than 5 tokens keeps the same weights over the tokens ther
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
-from itertools import groupby
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
+from toolformer.config import FilterSettings
 from toolformer.tools import Tool
-from toolformer.lm.hf import LMBackend
-from toolformer.run.records import EXECUTED, ResumableWriter, read_jsonl
+from toolformer.lm.backend import LMBackend
+from toolformer.run.records import EXECUTED, Document
 from toolformer.run.manifest import Run
-from toolformer.pipeline.sample import document_windows
+from toolformer.pipeline.stage import Stage
+from toolformer.pipeline.windows import DEFAULT_SIZE, WindowSpec, document_windows, tokenizer_fingerprint
 from toolformer.corpus.syntax import CallSyntax
 
 SPAN = 5  # tokens with non-zero weight
@@ -34,15 +36,6 @@ def loss_weights() -> np.ndarray:
 
 
 WEIGHTS = loss_weights()
-
-
-@dataclass(frozen=True)
-class FilterSettings:
-    model: str
-    syntax: str
-    window: int = 512
-    tau_f: float = 1.0
-    chunk_docs: int = 8
 
 
 def weighted_loss(logp: np.ndarray) -> float:
@@ -105,41 +98,44 @@ def scored_record(rec: dict, losses: tuple[float, float, float] | None, tau_f: f
             "reason": None if kept else f"usefulness {usefulness:.3f} < tau_f {tau_f:g}"}
 
 
-def filter_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, settings: FilterSettings,
-                progress: bool = True) -> dict:
-    src = run.tool_dir(tool.key) / "executed.jsonl"
-    if not src.exists():
-        raise FileNotFoundError(f"{src} does not exist: run `toolformer execute --tool {tool.key} --run {run.name}`")
-    path = src.with_name("scored.jsonl")
-    run.check_config(f"stages.filter/{tool.key}.config", asdict(settings), str(path))
-    writer = ResumableWriter(path)
-    docs = {d.id: d for d in run.documents()}
-    by_doc = [list(group) for _, group in groupby((r for _, r in read_jsonl(src, EXECUTED)), key=lambda r: r["doc_id"])]
-    scorer = Scorer(lm, tool, syntax)
-    bar = tqdm(total=sum(map(len, by_doc)), desc=f"filter {tool.key}", unit="call", disable=not progress)
-    for number, a in enumerate(range(0, len(by_doc), settings.chunk_docs)):
-        chunk = by_doc[a:a + settings.chunk_docs]
-        n = sum(map(len, chunk))
-        if str(number) in writer.done:
-            bar.update(n)
-            continue
+class FilterStage(Stage):
+    """Writes <tool>/scored.jsonl. Windows are the sampler's: its window size, and a model with
+    its tokenizer (another model with the same tokenizer may filter, e.g. in a later round)."""
+    kind = "filter"
+    counts = ("scored", "kept")
+    input_schema = EXECUTED
+
+    def __init__(self, run: Run, tool: Tool, syntax: CallSyntax, settings: FilterSettings, model: str,
+                 load_lm: Callable[[], LMBackend]):
+        super().__init__(run, tool)
+        self.syntax, self.s, self.model, self.load_lm = syntax, settings.for_tool(tool), model, load_lm
+
+    @cached_property
+    def lm(self) -> LMBackend:
+        return self.load_lm()
+
+    def settings(self) -> dict:
+        spec = WindowSpec.of_sampling(self.run.stage("sample", self.tool.key))
+        if spec is not None:
+            spec.check_filter(self.run.name, self.s.window, self.lm, self.model)
+        self.window = spec.size if spec else self.s.window or DEFAULT_SIZE
+        return {"model": self.model, "syntax": self.syntax.name, "window": self.window, "tau_f": self.s.tau_f,
+                "tokenizer": tokenizer_fingerprint(self.lm)}
+
+    def start(self, output: Path, docs: list[Document]) -> None:
+        self.scorer = Scorer(self.lm, self.tool, self.syntax)
+
+    def process(self, docs: list[Document], inputs: dict[str, list[dict]]) -> tuple[list[dict], dict]:
         items, owners = [], []
-        for group in chunk:
-            windows = {w.index: w.ids for w in document_windows(lm, docs[group[0]["doc_id"]], settings.window)}
-            for rec in group:
+        for doc in docs:
+            if not inputs.get(doc.id):
+                continue
+            windows = {w.index: w.ids for w in document_windows(self.lm, doc, self.window)}
+            for rec in inputs[doc.id]:
                 if rec["error"] is None:
-                    i = rec["token_index"] - rec["window"] * settings.window
-                    items.append(((rec["doc_id"], rec["window"]), windows[rec["window"]], i, rec["input"], rec["result"]))
+                    i = rec["token_index"] - rec["window"] * self.window
+                    items.append(((doc.id, rec["window"]), windows[rec["window"]], i, rec["input"], rec["result"]))
                     owners.append(rec["id"])
-        losses = dict(zip(owners, scorer.score(items))) if items else {}
-        records = [scored_record(rec, losses.get(rec["id"]), settings.tau_f) for group in chunk for rec in group]
-        writer.commit(str(number), records, kept=sum(r["kept"] for r in records))
-        bar.update(n)
-    bar.close()
-    if not writer.complete:
-        writer.mark_complete()
-    scored = kept = 0
-    for _, rec in read_jsonl(path):
-        scored += 1
-        kept += rec["kept"]
-    return {"scored": scored, "kept": kept, "seconds": writer.seconds}
+        losses = dict(zip(owners, self.scorer.score(items))) if items else {}
+        records = [scored_record(rec, losses.get(rec["id"]), self.s.tau_f) for d in docs for rec in inputs.get(d.id, ())]
+        return records, {"scored": len(records), "kept": sum(r["kept"] for r in records)}

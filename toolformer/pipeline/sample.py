@@ -10,65 +10,25 @@ Writes <run>/<tool>/candidates.jsonl, committed a chunk of documents at a time (
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, asdict
+from dataclasses import asdict
+from functools import cached_property
+from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
+from toolformer.config import SampleSettings
 from toolformer.tools import Tool, load_prompt
-from toolformer.lm.hf import LMBackend
-from toolformer.run.records import ResumableWriter, Document
+from toolformer.lm.backend import LMBackend
+from toolformer.lm.tokens import start_marker_ids
+from toolformer.run.records import Document
 from toolformer.run.manifest import Run
 from toolformer.corpus.syntax import CallSyntax
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    model: str
-    syntax: str
-    window: int = 512          # tokens of x per window
-    tau_s: float = 0.0
-    k: int = 20
-    m: int = 10
-    seed: int = 0
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    chunk_docs: int = 8        # documents per committed chunk (the unit of resumption)
-    windows_per_pass: int = 8  # windows whose KV caches are held at once
-    min_context: int = 0       # positions with fewer tokens of the window before them are not proposed
-    tool_retriever: str | None = None  # documents were chosen for this tool by a retriever
-    tools_per_doc: int | None = None
-
-
-@dataclass
-class Window:
-    doc: Document
-    index: int
-    ids: list[int]              # tokens of x in this window
-    char_starts: list[int]      # character offset in doc.text where each token's text begins
-    text: str                   # the window's text (fills the prompt's Input slot)
-
-
-def document_windows(lm: LMBackend, doc: Document, size: int) -> list[Window]:
-    """Tokenise " " + text once (so x reads naturally after "Output:") and cut it into windows."""
-    ids, offsets = lm.encode_with_offsets(" " + doc.text)
-    starts = [max(0, a - 1) for a, _ in offsets]
-    ends = [max(0, b - 1) for _, b in offsets]
-    windows = []
-    for w, lo in enumerate(range(0, len(ids), size)):
-        hi = min(lo + size, len(ids))
-        text = doc.text[starts[lo]:ends[hi - 1]].strip()
-        windows.append(Window(doc, w, ids[lo:hi], starts[lo:hi], text))
-    return windows
+from toolformer.pipeline.stage import Stage
+from toolformer.pipeline.windows import Window, document_windows, tokenizer_fingerprint
 
 
 def derive_seed(*parts) -> int:
     return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
-
-
-def start_marker_ids(lm: LMBackend, syntax: CallSyntax) -> list[int]:
-    """First token of the start marker in both spellings, after a space and not."""
-    return list(dict.fromkeys(lm.encode(s)[0] for s in (" " + syntax.start, syntax.start)))
 
 
 def call_opening(lm: LMBackend, syntax: CallSyntax, tool: Tool, marker: int) -> list[int]:
@@ -92,8 +52,10 @@ def top_positions(p: list[float], tau_s: float, k: int, min_context: int = 0) ->
 
 
 class Sampler:
-    def __init__(self, lm: LMBackend, tool: Tool, syntax: CallSyntax, settings: SampleSettings):
-        self.lm, self.tool, self.syntax, self.s = lm, tool, syntax, settings
+    """Calls for windows of one tool's documents. `settings` are resolved for the tool (for_tool)."""
+
+    def __init__(self, lm: LMBackend, tool: Tool, syntax: CallSyntax, settings: SampleSettings, seed: int = 0):
+        self.lm, self.tool, self.syntax, self.s, self.seed = lm, tool, syntax, settings, seed
         prompt = load_prompt(tool)
         self.prompt_head, self.prompt_tail = prompt.split("{input}")
         self.markers = start_marker_ids(lm, syntax)
@@ -124,7 +86,7 @@ class Sampler:
             return [self._record(w, i, p_start, "") for w, _, i, _, p_start, _ in jobs]
         samples = self.lm.sample(
             [prompt + w.ids[:i] + self.openings[marker] for w, prompt, i, marker, _, _ in jobs],
-            [derive_seed(self.s.seed, w.doc.id, self.tool.key, w.index, i, j) for w, _, i, _, _, j in jobs],
+            [derive_seed(self.seed, w.doc.id, self.tool.key, w.index, i, j) for w, _, i, _, _, j in jobs],
             stop=self.syntax.stop_strings(), max_new_tokens=self.s.max_new_tokens,
             temperature=self.s.temperature)
         self.lm.release()
@@ -154,53 +116,47 @@ class Sampler:
                 "input": inp, "call": self.syntax.render(self.tool.name, inp)}
 
 
-def sample_tool(run: Run, lm: LMBackend, tool: Tool, syntax: CallSyntax, settings: SampleSettings,
-                progress: bool = True, only_docs: set[str] | None = None) -> dict:
-    """Sample candidates for every document (or those in `only_docs`: a tool retriever's choice)."""
-    out_dir = run.tool_dir(tool.key)
-    path = out_dir / "candidates.jsonl"
-    run.check_config(f"stages.sample/{tool.key}.config", asdict(settings) | {"prompt": load_prompt(tool)},
-                     str(path))
-    writer = ResumableWriter(path)
-    docs = run.documents()
-    sampler = Sampler(lm, tool, syntax, settings)
-    chunks = [docs[a:a + settings.chunk_docs] for a in range(0, len(docs), settings.chunk_docs)]
-    bar = tqdm(total=len(docs), desc=f"sample {tool.key}", unit="doc", disable=not progress)
-    for number, chunk in enumerate(chunks):
-        key = str(number)
-        if key in writer.done:
-            bar.update(len(chunk))
-            continue
-        counts = dict.fromkeys(COUNT_KEYS, 0)
-        counts["documents"] = len(chunk)
+class SampleStage(Stage):
+    """Writes <tool>/candidates.jsonl. With `only_docs` (a tool retriever's choice), the other
+    documents are counted and skipped."""
+    kind = "sample"
+    counts = ("documents", "documents_not_retrieved", "documents_heuristic", "windows", "windows_heuristic",
+              "positions", "samples", "unclosed", "unparseable", "duplicates", "candidates")
+
+    def __init__(self, run: Run, tool: Tool, syntax: CallSyntax, settings: SampleSettings, model: str,
+                 load_lm: Callable[[], LMBackend], seed: int = 0, only_docs: set[str] | None = None):
+        super().__init__(run, tool)
+        self.syntax, self.s, self.model, self.load_lm, self.seed = syntax, settings.for_tool(tool), model, load_lm, seed
+        self.only_docs = only_docs
+
+    @cached_property
+    def lm(self) -> LMBackend:
+        return self.load_lm()
+
+    def settings(self) -> dict:
+        return {"model": self.model, "syntax": self.syntax.name, "seed": self.seed, **asdict(self.s),
+                "prompt": load_prompt(self.tool), "tokenizer": tokenizer_fingerprint(self.lm)}
+
+    def start(self, output, docs) -> None:
+        self.sampler = Sampler(self.lm, self.tool, self.syntax, self.s, self.seed)
+
+    def process(self, docs: list[Document], inputs: dict) -> tuple[list[dict], dict]:
+        counts = dict.fromkeys(self.counts, 0)
+        counts["documents"] = len(docs)
         windows = []  # the chunk's windows, batched across documents
-        for doc in chunk:
-            if only_docs is not None and doc.id not in only_docs:
+        for doc in docs:
+            if self.only_docs is not None and doc.id not in self.only_docs:
                 counts["documents_not_retrieved"] += 1
                 continue
-            doc_windows = document_windows(lm, doc, settings.window)
+            doc_windows = document_windows(self.lm, doc, self.s.window)
             counts["windows"] += len(doc_windows)
-            if tool.heuristic is not None:
-                doc_windows = [w for w in doc_windows if tool.heuristic(w.text, doc.meta)]
+            if self.tool.heuristic is not None:
+                doc_windows = [w for w in doc_windows if self.tool.heuristic(w.text, doc.meta)]
             counts["windows_heuristic"] += len(doc_windows)
             counts["documents_heuristic"] += bool(doc_windows)
             windows += doc_windows
         records = []
-        for a in range(0, len(windows), settings.windows_per_pass):
-            records += sampler.run_windows(windows[a:a + settings.windows_per_pass], counts)
+        for a in range(0, len(windows), self.s.windows_per_pass):
+            records += self.sampler.run_windows(windows[a:a + self.s.windows_per_pass], counts)
         counts["candidates"] = len(records)
-        writer.commit(key, records, counts=counts)
-        bar.update(len(chunk))
-        bar.set_postfix(candidates=sum(e["counts"]["candidates"] for e in writer.chunk_info()))
-    bar.close()
-    totals = dict.fromkeys(COUNT_KEYS, 0)
-    for entry in writer.chunk_info():
-        for k in COUNT_KEYS:
-            totals[k] += entry["counts"][k]
-    if not writer.complete:
-        writer.mark_complete()
-    return totals | {"seconds": writer.seconds}
-
-
-COUNT_KEYS = ("documents", "documents_not_retrieved", "documents_heuristic", "windows", "windows_heuristic", "positions", "samples",
-              "unclosed", "unparseable", "duplicates", "candidates")
+        return records, counts

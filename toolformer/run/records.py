@@ -12,14 +12,19 @@ ReadStats instead (and reported by the stage), never dropped silently.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import gzip
 import io
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from toolformer.errors import UserError, UserFileNotFound, UserValueError
+from toolformer.run.layout import PROGRESS_SUFFIX
 
 NoneType = type(None)
 Number = (int, float)
@@ -32,7 +37,7 @@ SCORED = {**EXECUTED, "loss_plus": (*Number, NoneType), "loss_no_call": (*Number
           "usefulness": (*Number, NoneType), "kept": bool, "reason": (str, NoneType)}
 
 
-class BadRecord(ValueError):
+class BadRecord(UserValueError):
     def __init__(self, path: str | Path, line: int, reason: str):
         super().__init__(f"{path}:{line}: {reason}")
         self.path, self.line, self.reason = str(path), line, reason
@@ -189,7 +194,7 @@ def _raw_documents(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
             except json.JSONDecodeError as e:
                 yield number, BadRecord(path, number, f"bad JSON: {e.msg} (column {e.colno})")
     else:
-        raise ValueError(f"{path}: unsupported corpus format (use .jsonl, .jsonl.gz, .parquet, .txt "
+        raise UserValueError(f"{path}: unsupported corpus format (use .jsonl, .jsonl.gz, .parquet, .txt "
                          f"or a saved `datasets` folder)")
 
 
@@ -198,7 +203,7 @@ def read_documents(path: str | Path, skip_bad: bool = False, stats: ReadStats | 
     """Validated documents. Empty or whitespace-only texts are skipped and counted."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"corpus not found: {path}")
+        raise UserFileNotFound(f"corpus not found: {path}")
     stats = stats if stats is not None else ReadStats()
     seen: dict[str, int] = {}
     produced = 0
@@ -229,6 +234,27 @@ def read_documents(path: str | Path, skip_bad: bool = False, stats: ReadStats | 
 
 # ---------------------------------------------------------------------------- writing
 
+# write failures the user can fix; what stays on disk is always a committed state, so the same
+# command run again once the cause is fixed resumes with nothing lost
+_FIXABLE_WRITE = {errno.ENOSPC: "the disk is full: free some space",
+                  errno.EDQUOT: "the disk quota is used up: free some space",
+                  errno.EROFS: "the file system is read-only: make the run folder writable",
+                  errno.EACCES: "permission denied: make the run folder writable",
+                  errno.EPERM: "permission denied: make the run folder writable"}
+
+
+@contextmanager
+def writing(path: str | Path):
+    """Turn a disk-full or read-only failure while writing `path` into one clear UserError."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _FIXABLE_WRITE:
+            raise
+        raise UserError(f"cannot write {err.filename or path}: {_FIXABLE_WRITE[err.errno]}, then run the "
+                        f"same command again to resume") from err
+
+
 def dumps(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
@@ -238,14 +264,21 @@ def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> int:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(dumps(record) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with writing(path):
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(dumps(record) + "\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     return n
+
+
+def unfinished(path: Path) -> bool:
+    """Whether a stage output was left part-written (by a kill, or a process still writing it)."""
+    progress = path.with_name(path.name + PROGRESS_SUFFIX)
+    return progress.exists() and b'"chunk":"__complete__"' not in progress.read_bytes()
 
 
 class ResumableWriter:
@@ -260,25 +293,43 @@ class ResumableWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.progress_path = self.path.with_name(self.path.name + ".progress")
+        self.progress_path = self.path.with_name(self.path.name + PROGRESS_SUFFIX)
         self.done: dict[str, dict] = {}
         size = 0
         if self.progress_path.exists():
-            with open(self.progress_path, "rb") as f:
-                for raw in f:
-                    try:
-                        entry = json.loads(raw)
-                    except json.JSONDecodeError:
-                        break  # a line cut by a kill: that chunk was not committed
-                    self.done[entry["chunk"]] = entry
-                    size = entry["bytes"]
-        if self.path.exists() and self.path.stat().st_size != size:
-            with open(self.path, "r+b") as f:
-                f.truncate(size)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch()
+            for entry in self._read_progress():
+                self.done[entry["chunk"]] = entry
+                size = entry["bytes"]
+        length = self.path.stat().st_size if self.path.exists() else 0
+        if length < size:
+            raise self._corrupt(f"{self.path} holds {length} bytes but {self.progress_path} says {size} were committed")
+        with writing(self.path):
+            if length != size:
+                with open(self.path, "r+b") as f:
+                    f.truncate(size)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
         self._rewrite_progress()  # drops a partial trailing line, if any
         self._since = time.perf_counter()
+
+    def _read_progress(self) -> list[dict]:
+        """The committed entries. Only the last line may be cut short (by a kill): it is dropped."""
+        lines = self.progress_path.read_bytes().split(b"\n")
+        entries = []
+        for number, raw in enumerate(lines[:-1], 1):  # lines[-1]: after the last newline
+            try:
+                entry = json.loads(raw)
+                valid = isinstance(entry, dict) and isinstance(entry.get("chunk"), str) \
+                    and isinstance(entry.get("bytes"), int) and entry["bytes"] >= 0
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                valid = False
+            if not valid:
+                raise self._corrupt(f"{self.progress_path}:{number} is not a progress entry")
+            entries.append(entry)
+        return entries
+
+    def _corrupt(self, what: str) -> UserError:
+        return UserError(f"{what}: delete {self.path} and {self.progress_path} to redo this stage")
 
     def _rewrite_progress(self) -> None:
         write_jsonl_atomic(self.progress_path, self.done.values())
@@ -288,7 +339,7 @@ class ResumableWriter:
         return "__complete__" in self.done
 
     def commit(self, chunk: str, records: list[dict], **info) -> None:
-        with open(self.path, "ab") as f:
+        with writing(self.path), open(self.path, "ab") as f:
             f.write("".join(dumps(r) + "\n" for r in records).encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
@@ -297,7 +348,7 @@ class ResumableWriter:
         # each chunk's own work time: a stage's time is their sum, however often it was resumed
         entry = {"chunk": chunk, "bytes": size, "records": len(records), "seconds": round(now - self._since, 3), **info}
         self._since = now
-        with open(self.progress_path, "ab") as f:
+        with writing(self.progress_path), open(self.progress_path, "ab") as f:
             f.write((dumps(entry) + "\n").encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())

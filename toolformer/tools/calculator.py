@@ -23,7 +23,8 @@ import re
 from fractions import Fraction
 from typing import Mapping
 
-from toolformer.tools import Executor, Tool, ToolError
+from toolformer.errors import UserValueError
+from toolformer.tools.base import Executor, Tool, ToolError, register
 
 MAX_INPUT_CHARS = 200
 MAX_DEPTH = 20            # nested brackets; the parser recurses once per level
@@ -211,7 +212,7 @@ def format_number(value: Fraction, decimals: int = 2) -> str:
 
 def make_executor(decimals: int = 2) -> Executor:
     if not 0 <= decimals <= 10:
-        raise ValueError(f"decimals must be 0..10, got {decimals}")
+        raise UserValueError(f"decimals must be 0..10, got {decimals}")
 
     def calculate(input: str, meta: Mapping) -> str:
         return format_number(evaluate(input), decimals)
@@ -278,7 +279,7 @@ def looks_like_math(text: str, meta: Mapping | None = None) -> bool:
     return False
 
 
-TOOL = Tool(
+TOOL = register(Tool(
     name="Calculator",
     description="Computes an arithmetic expression: + - * / with brackets, decimals, percentages "
                 "and whole-number powers; the result is rounded to 2 decimals.",
@@ -292,4 +293,4 @@ TOOL = Tool(
     make_executor=make_executor,
     heuristic=looks_like_math,
     timeout_s=1.0,
-)
+))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Mapping
 
-from toolformer.tools import Executor, Tool, ToolError
+from toolformer.tools.base import Executor, Tool, ToolError, register
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -50,7 +50,7 @@ def has_date(text: str, meta: Mapping | None = None) -> bool:
     return document_date(meta) is not None
 
 
-TOOL = Tool(
+TOOL = register(Tool(
     name="Calendar",
     description="Tells today's date (weekday, month, day and year) at the time the text was "
                 "written; takes no input.",
@@ -66,4 +66,4 @@ TOOL = Tool(
     timeout_s=1.0,
     meta_keys=("date",),  # the result depends on the document's date, not only on the input
     takes_input=False,
-)
+))

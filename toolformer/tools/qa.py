@@ -2,9 +2,10 @@
 
 The paper's QA tool is Atlas (Izacard et al. 2022), a retrieval-augmented seq2seq model finetuned
 on Natural Questions (Schick et al. 2023, §2). This is a retrieve-then-read substitute: the top
-WikiSearch passages (the same BM25 index, `tools.wikisearch.search`) are given with the question
-to an instruction-tuned causal LM (default: the embedded SmolLM2-135M-Instruct) through its chat
-template; it answers greedily in a few tokens, and the answer is cleaned to a short phrase.
+WikiSearch passages (the same BM25 index, `toolformer.tools.wikisearch.search`) are given with
+the question to an instruction-tuned causal LM (default: the embedded SmolLM2-135M-Instruct)
+through its chat template; it answers greedily in a few tokens, and the answer is cleaned to a
+short phrase.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Mapping
 
 from toolformer.assets import DEFAULT_LM
-from toolformer.tools import Executor, Tool, ToolError
+from toolformer.errors import UserValueError
+from toolformer.tools.base import Executor, Tool, ToolError, register
 from toolformer.tools import wikisearch
 
 MAX_QUESTION_CHARS = 300   # calls are untrusted: bound the prompt one question can cause
@@ -49,7 +51,7 @@ def make_executor(corpus: str | Path | None = None, model: str = DEFAULT_LM, pas
     from toolformer.lm.loading import load_causal_lm
 
     if passages < 1 or not 1 <= max_new_tokens <= 64:
-        raise ValueError("passages must be >= 1 and max_new_tokens in 1..64")
+        raise UserValueError("passages must be >= 1 and max_new_tokens in 1..64")
     index = wikisearch.load_index(corpus)
     lm, tokenizer = load_causal_lm(model, device)
 
@@ -75,7 +77,7 @@ def make_executor(corpus: str | Path | None = None, model: str = DEFAULT_LM, pas
     return qa
 
 
-TOOL = Tool(
+TOOL = register(Tool(
     name="QA",
     description="Answers a factual question with a short phrase (who, what, where, when): "
                 "looks the question up in Wikipedia and reads the answer from the best passage.",
@@ -89,4 +91,4 @@ TOOL = Tool(
     heuristic=None,
     timeout_s=30.0,  # runs an LM
     max_result_chars=200,
-)
+))

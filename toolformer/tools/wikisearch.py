@@ -29,8 +29,9 @@ import numpy as np
 import Stemmer
 
 from toolformer.assets import cache_dir, embedded_path, file_fingerprint
+from toolformer.errors import UserFileNotFound, UserValueError
 from toolformer.run.records import BadRecord, read_jsonl
-from toolformer.tools import Executor, Tool, ToolError
+from toolformer.tools.base import Executor, Tool, ToolError, register
 
 PASSAGE_WORDS = 100          # passages are cut to at most this many words, on sentence ends
 DEFAULT_SNIPPET_CHARS = 250
@@ -70,12 +71,12 @@ def _articles_from_json(path: Path) -> list[tuple[str, str, str]]:
     data = json.loads(path.read_text(encoding="utf-8"))
     entries = list(data.values()) if isinstance(data, dict) else data
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a JSON object or list of {{title, extract}} entries")
+        raise UserValueError(f"{path}: expected a JSON object or list of {{title, extract}} entries")
     articles = []
     for number, entry in enumerate(entries):
         if not (isinstance(entry, dict) and isinstance(entry.get("title"), str)
                 and isinstance(entry.get("extract"), str)):
-            raise ValueError(f"{path}: entry {number} needs string fields 'title' and 'extract', "
+            raise UserValueError(f"{path}: entry {number} needs string fields 'title' and 'extract', "
                              f"got {json.dumps(entry)[:80]}")
         articles.append((entry["title"], entry["title"], entry["extract"]))
     return articles
@@ -152,7 +153,7 @@ def index_key(corpus: Path) -> str:
 def _build(corpus: Path, target: Path) -> None:
     passages = load_passages(corpus)
     if not passages:
-        raise ValueError(f"{corpus}: no passages to index")
+        raise UserValueError(f"{corpus}: no passages to index")
     retriever = bm25s.BM25()
     # the title is indexed with each passage so a query naming the subject finds its article
     retriever.index(_tokens([f"{p['title']} {p['text']}" for p in passages]), show_progress=False)
@@ -173,7 +174,7 @@ def load_index(corpus: str | Path | None = None) -> WikiIndex:
     disk cache, else built and cached."""
     path = Path(corpus).expanduser() if corpus else default_corpus()
     if not path.is_file():
-        raise FileNotFoundError(f"WikiSearch corpus not found: {path}")
+        raise UserFileNotFound(f"WikiSearch corpus not found: {path}")
     st = path.stat()
     # in memory, trust path, size and mtime; hash the bytes only once per process
     memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
@@ -243,9 +244,9 @@ def make_executor(corpus: str | Path | None = None, snippet_chars: int = DEFAULT
     search only.
     """
     if backend not in ("bm25", "live"):
-        raise ValueError(f"unknown WikiSearch backend {backend!r}; choose 'bm25' or 'live'")
+        raise UserValueError(f"unknown WikiSearch backend {backend!r}; choose 'bm25' or 'live'")
     if snippet_chars < 1 or top < 1:
-        raise ValueError("snippet_chars and top must be positive")
+        raise UserValueError("snippet_chars and top must be positive")
     index = load_index(corpus) if backend == "bm25" else None
 
     def wikisearch(query: str, meta: Mapping) -> str:
@@ -263,7 +264,7 @@ def make_executor(corpus: str | Path | None = None, snippet_chars: int = DEFAULT
     return wikisearch
 
 
-TOOL = Tool(
+TOOL = register(Tool(
     name="WikiSearch",
     description="Searches Wikipedia and returns a short passage about the search term: "
                 "facts about people, places, organisations, events and things.",
@@ -280,4 +281,4 @@ TOOL = Tool(
     heuristic=None,
     timeout_s=5.0,
     max_result_chars=1000,  # a safety bound; snippet_chars sets the real length
-)
+))

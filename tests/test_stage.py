@@ -1,0 +1,221 @@
+"""The stage engine and the run manifest: windows and tokenizers taken from sampling, locks,
+concurrent manifest writers, corrupt files and write failures."""
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import CALL_TOKENS, favouring_llama
+from synthetic_run import write_synthetic_run
+from toolformer.config import FilterSettings, RunSettings, SampleSettings
+from toolformer.errors import UserError
+from toolformer.pipeline.curate import curate
+from toolformer.run import layout
+from toolformer.run.manifest import Run, SettingsChanged
+from toolformer.run.records import BadRecord, ResumableWriter, dumps
+
+DOCS = [f"Shop {i} sold {10 + i} pens and {20 + 2 * i} pencils, {30 + 3 * i} items in total; "
+        f"each cost {i + 2} dollars, so they made {(30 + 3 * i) * (i + 2)} dollars." for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("model")
+    favouring_llama(tokenizer, CALL_TOKENS).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
+    return path
+
+
+def settings(tmp_path, model_dir, corpus=None, **kw):
+    return RunSettings(run="r", runs_dir=str(tmp_path / "runs"), corpus=corpus and str(corpus),
+                       model=str(model_dir), chunk_docs=2, no_progress=True, **kw)
+
+
+SMALL = SampleSettings(window=24, k=4, m=5, max_new_tokens=12)
+
+
+def test_filter_with_another_window_than_sampling_is_refused(tmp_path, model_dir, corpus):
+    run_settings = settings(tmp_path, model_dir, corpus)
+    curate(run_settings, "calculator", SMALL, stages=("sample", "execute"))
+    with pytest.raises(UserError, match=r"sampled with --window 24, and --window 32 would misalign"):
+        curate(run_settings, "calculator", filter=FilterSettings(window=32), stages=("filter",))
+    figures = curate(run_settings, "calculator", stages=("filter",))["stages"]["filter/calculator"]
+    run = Run("r", tmp_path / "runs")
+    assert run.stage("filter", "calculator").settings["window"] == 24
+    assert figures["scored"] == run.stage("sample", "calculator").counts["candidates"] > 0
+    # a model with another tokenizer is refused; the same tokenizer (another model) is allowed
+    manifest = json.loads(run.manifest_path.read_text())
+    manifest["stages"]["sample/calculator"]["config"]["tokenizer"] = "0123456789abcdef"
+    run.manifest_path.write_text(json.dumps(manifest))
+    (run.path / "calculator" / layout.SCORED).unlink()
+    with pytest.raises(UserError, match="another tokenizer than the model that sampled run r"):
+        curate(run_settings, "calculator", stages=("filter",))
+
+
+def test_syntax_is_the_runs_own(tmp_path, model_dir, corpus):
+    curate(settings(tmp_path, model_dir, corpus, syntax="hw3"), "calculator", SMALL, stages=("sample",))
+    run = Run("r", tmp_path / "runs")
+    assert run.syntax() == "hw3" and run.config().syntax == "hw3"
+    curate(settings(tmp_path, model_dir), "calculator", stages=("execute",))  # no --syntax: the run's
+    with pytest.raises(SettingsChanged, match="curated in hw3 syntax, not toolformer"):
+        curate(settings(tmp_path, model_dir, syntax="toolformer"), "calculator", stages=("filter",))
+
+
+def test_manifest_of_the_previous_version_reads(tmp_path):
+    write_synthetic_run(tmp_path / "old", n_calls=50, n_docs=10)
+    run = Run("old", tmp_path)
+    assert run.syntax() == "toolformer" and run.config().syntax == "toolformer"
+    record = run.stage("filter", "calculator")
+    assert (record.kind, record.tool, record.settings["tau_f"], record.counts["scored"]) == ("filter", "calculator",
+                                                                                            0.5, 30)
+    assert run.stage("sample", "qa") is None and len(run.stages()) == 9
+
+
+def write_candidates(run: Run, doc_ids: list[str]) -> Path:
+    run.path.mkdir(parents=True)
+    (run.path / layout.DOCUMENTS).write_text("".join(dumps({"id": d, "text": "x", "meta": {}}) + "\n"
+                                                     for d in ("d0", "d1")))
+    path = run.tool_dir("calculator") / layout.CANDIDATES
+    path.write_text("".join(dumps({"id": f"c{n}", "doc_id": d, "tool": "calculator", "window": 0, "position": 0,
+                                   "token_index": 0, "p_start": 0.5, "input": f"{n} + 1", "call": ""}) + "\n"
+                            for n, d in enumerate(doc_ids)))
+    return path
+
+
+def execute(tmp_path, **kw):
+    return curate(RunSettings(run="r", runs_dir=str(tmp_path), no_progress=True, **kw), "calculator",
+                  stages=("execute",))["stages"]["execute/calculator"]
+
+
+def test_records_are_grouped_by_document_and_unknown_documents_are_refused(tmp_path):
+    run = Run("r", tmp_path)
+    path = write_candidates(run, ["d1", "d0", "d1"])
+    assert execute(tmp_path)["executed_ok"] == 3
+    rows = [json.loads(line) for line in (run.path / "calculator" / layout.EXECUTED).read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["c1", "c0", "c2"]  # documents.jsonl order
+    with open(path, "a") as f:
+        f.write(dumps({**rows[0], "doc_id": "elsewhere"}) + "\n")
+    with pytest.raises(BadRecord, match=rf"{path}:4: doc_id 'elsewhere' is not in"):
+        execute(tmp_path, syntax=None)
+
+
+def test_missing_or_unfinished_input_names_the_command_to_run(tmp_path):
+    run = Run("r", tmp_path)
+    run.path.mkdir()
+    (run.path / layout.DOCUMENTS).write_text(dumps({"id": "d0", "text": "x", "meta": {}}) + "\n")
+    with pytest.raises(FileNotFoundError, match=r"candidates.jsonl does not exist: run `toolformer sample "
+                                                r"--tool calculator --run r` first"):
+        execute(tmp_path)
+    path = write_candidates(Run("s", tmp_path), ["d0"])
+    # one chunk committed, the stage not complete: killed, or still running in another process
+    path.with_name(path.name + layout.PROGRESS_SUFFIX).write_text('{"chunk":"0","bytes":0,"records":0}\n')
+    with pytest.raises(UserError, match="is not finished: run `toolformer sample"):
+        curate(RunSettings(run="s", runs_dir=str(tmp_path), no_progress=True), "calculator", stages=("execute",))
+
+
+def test_a_second_process_on_the_same_stage_is_refused(tmp_path):
+    run = Run("r", tmp_path)
+    write_candidates(run, ["d0"])
+    output = run.path / "calculator" / layout.EXECUTED
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom pathlib import Path\nfrom toolformer.pipeline.stage import exclusive\n"
+         f"from toolformer.run.manifest import Run\nwith exclusive(Path({str(output)!r}), Run('r'), 'x'):\n"
+         "    print('held', flush=True)\n    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=rf"run r: execute/calculator is already running in process {holder.pid} "):
+            execute(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert execute(tmp_path)["executed_ok"] == 1  # the lock goes with its process
+
+
+def _record_many(runs_dir: str, tool: str) -> None:
+    run = Run("r", runs_dir)
+    for i in range(15):
+        run.record_stage("execute", f"{tool}{i}", counts={"n": i}, seconds=0.0)
+
+
+def test_concurrent_manifest_writers_lose_no_stage(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_record_many, args=(str(tmp_path), f"tool{p}-")) for p in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    names = {s.name for s in Run("r", tmp_path).stages()}
+    assert names == {f"execute/tool{p}-{i}" for p in range(4) for i in range(15)}
+
+
+@pytest.mark.parametrize("text, problem", [("{\"run\": \"r\", \"stag", "is not valid JSON"),
+                                           ('{"stages": []}', "has a 'stages' that is not an object"),
+                                           ('{"stages": {"sample/x": {"config": 3}}}', "has a 'config' of stage")])
+def test_a_broken_manifest_is_one_clear_error(tmp_path, text, problem):
+    run = Run("r", tmp_path)
+    run.path.mkdir()
+    run.manifest_path.write_text(text)
+    with pytest.raises(UserError, match=rf"{run.manifest_path} {problem}.*fix it by hand, or delete it"):
+        run.stage("sample", "x")
+
+
+def test_a_corrupt_progress_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "out.jsonl"
+    w = ResumableWriter(path)
+    w.commit("0", [{"a": 1}])
+    w.commit("1", [{"a": 2}])
+    lines = w.progress_path.read_text().splitlines()
+    w.progress_path.write_text(lines[0] + "\nnot json\n" + lines[1] + "\n")
+    with pytest.raises(UserError, match=rf"{w.progress_path}:2 is not a progress entry: delete {path} and"):
+        ResumableWriter(path)
+    w.progress_path.write_text("\n".join(lines) + "\n")
+    path.write_text("")  # the output cut short behind the writer's back
+    with pytest.raises(UserError, match="holds 0 bytes but"):
+        ResumableWriter(path)
+
+
+def test_disk_full_is_one_clear_error_and_a_rerun_loses_nothing(tmp_path, model_dir, corpus):
+    run_settings = settings(tmp_path, model_dir, corpus)
+    curate(run_settings, "calculator", SMALL, stages=("sample", "execute"))
+    shutil.copytree(tmp_path / "runs" / "r", tmp_path / "runs" / "ref")
+    curate(replace(run_settings, run="ref"), "calculator", stages=("filter",))
+    output = tmp_path / "runs" / "r" / "calculator" / layout.SCORED
+    output.symlink_to("/dev/full")  # every write there fails with ENOSPC, as on a full disk
+    with pytest.raises(UserError, match=rf"cannot write {output}: the disk is full: free some space, then run "
+                                        r"the same command again"):
+        curate(run_settings, "calculator", stages=("filter",))
+    output.unlink()  # space freed
+    curate(run_settings, "calculator", stages=("filter",))
+    assert output.read_bytes() == (tmp_path / "runs" / "ref" / "calculator" / layout.SCORED).read_bytes()
+
+
+def test_a_read_only_run_folder_is_one_clear_error(tmp_path):
+    if os.geteuid() == 0:  # root writes anywhere but in sysfs
+        (tmp_path / "c.jsonl").write_text('{"text": "x"}\n')
+        with pytest.raises(UserError, match=r"cannot write /sys/toolformer-test: "
+                                            r"permission denied: make the run folder writable"):
+            execute(Path("/sys/toolformer-test"), corpus=str(tmp_path / "c.jsonl"))
+        return
+    run = Run("r", tmp_path)
+    write_candidates(run, ["d0"])
+    (run.path / "calculator").chmod(0o555)
+    try:
+        with pytest.raises(UserError, match="permission denied: make the run folder writable"):
+            execute(tmp_path)
+    finally:
+        (run.path / "calculator").chmod(0o755)
+    assert execute(tmp_path)["executed_ok"] == 1

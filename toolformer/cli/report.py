@@ -1,0 +1,37 @@
+"""`toolformer report` (report.html and report.md of a run) and `toolformer show` (a terminal table)."""
+from __future__ import annotations
+
+import dataclasses
+
+from toolformer.cli.flags import add_flags, from_args
+from toolformer.config import ReportSettings, ShowSettings
+
+STATUS_FLAGS = ("kept", "filtered", "failed")  # ShowSettings fields given as exclusive switches
+
+
+def cmd_report(args) -> dict:
+    from toolformer.report import report_run
+    figures = report_run(from_args(ReportSettings, args))
+    print(f"wrote {figures['html']} ({figures['html_bytes'] / 1e6:.2f} MB, {figures['examples_embedded']:,} of "
+          f"{figures['records']:,} calls embedded) and {figures['md']} in {figures['seconds']:.1f} s")
+    for warning in figures["warnings"]:
+        print(f"warning: {warning}")
+    if "load_s" in figures:
+        print(f"opened in headless Chromium in {figures['load_s']:.2f} s; screenshot {figures['screenshot']}; "
+              f"{len(figures['console_errors'])} console errors")
+    return figures
+
+
+def cmd_show(args) -> dict:
+    from toolformer.report import show_calls
+    return show_calls(from_args(ShowSettings, args))
+
+
+def add_commands(sub, command) -> None:
+    p = command(sub, "report", cmd_report,
+                "write runs/RUN/report.html (self-contained) and report.md: funnels, usefulness, examples")
+    add_flags(p, ReportSettings)
+    p = command(sub, "show", cmd_show, "print a run's calls of one tool as a table in the terminal")
+    add_flags(p, ShowSettings, skip=STATUS_FLAGS)
+    others = tuple(f.name for f in dataclasses.fields(ShowSettings) if f.name not in STATUS_FLAGS)
+    add_flags(p.add_mutually_exclusive_group(), ShowSettings, skip=others)

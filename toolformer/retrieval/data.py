@@ -1,0 +1,240 @@
+"""What a retriever reads: tool sets, queries with their right tools, and training pairs.
+
+A tool set comes from the registry or a JSONL file (ours or Gorilla APIBench's); queries from a
+JSONL file or from the kept calls of curated runs (the text before a call -> its tool); pairs
+from an HW3-style JSONL file or from queries. A fixed hash split holds queries out for testing.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from toolformer.errors import UserValueError
+from toolformer.run import layout
+from toolformer.run.records import SCORED, BadRecord, ReadStats, read_jsonl
+
+if TYPE_CHECKING:
+    from toolformer.config import RetrieverData
+
+WINDOW_CHARS = 400        # text before a kept call that forms its query
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    names: tuple[str, ...]
+    texts: tuple[str, ...]   # what the retriever embeds, one per name
+
+    def __post_init__(self):
+        if len(set(self.names)) != len(self.names):
+            raise UserValueError(f"tool names must be unique: {sorted(n for n in set(self.names) if self.names.count(n) > 1)}")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @cached_property
+    def _position(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    def text_of(self, name: str) -> str:
+        return self.texts[self._position[name]]
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    relevant: frozenset[str]   # names of the right tools
+    key: str                   # what the held-out split hashes (document id or query text)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A training example: query, its positive text, given hard negatives, and every text relevant
+    to the query (never used as one of its negatives)."""
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+    relevant: frozenset[str] = frozenset()
+
+
+# ---------------------------------------------------------------------------- tool sets
+
+def registry_tools() -> ToolSet:
+    from toolformer.tools import all_tools
+    tools = all_tools()
+    return ToolSet(tuple(t.name for t in tools), tuple(t.retrieval_text() for t in tools))
+
+
+def read_tool_set(path: str | Path) -> tuple[ToolSet, int]:
+    """Tools from JSONL: `name` (or Gorilla's `api_call`) and `description`; `domain`,
+    `functionality` and `examples` join the text when present. Returns (tools, repeated names):
+    a name seen again (Gorilla TF Hub lists one API up to 220 times) keeps its first record."""
+    names, texts, seen, repeated = [], [], set(), 0
+    for number, rec in read_jsonl(path):
+        name = rec.get("name", rec.get("api_call"))
+        if not isinstance(name, str) or not name.strip():
+            raise BadRecord(path, number, "needs a string 'name' (or 'api_call')")
+        if not isinstance(rec.get("description"), str):
+            raise BadRecord(path, number, "needs a string 'description'")
+        if name in seen:
+            repeated += 1
+            continue
+        seen.add(name)
+        names.append(name)
+        texts.append(_tool_text(name, rec))
+    if not names:
+        raise UserValueError(f"{path}: no tools")
+    return ToolSet(tuple(names), tuple(texts)), repeated
+
+
+def _tool_text(name: str, rec: dict) -> str:
+    text = f"{name}: {rec['description']}"
+    text += "".join(f"\n{f.capitalize()}: {rec[f]}" for f in ("domain", "functionality")
+                    if isinstance(rec.get(f), str))
+    if isinstance(rec.get("examples"), list):
+        text += "\nExamples:\n" + "\n".join(map(str, rec["examples"]))
+    return text
+
+
+def load_tool_set(path: str | Path | None) -> tuple[ToolSet, int]:
+    """The tools of a JSONL file, or the registered tools when no file is given."""
+    return read_tool_set(path) if path else (registry_tools(), 0)
+
+
+# ---------------------------------------------------------------------------- queries
+
+def gorilla_instruction(code: str) -> str:
+    """The user request of an APIBench record: the text between ###Instruction: and ###Output."""
+    return code.split("###Output", 1)[0].replace("###Instruction:", "").strip()
+
+
+def read_queries(path: str | Path, tools: ToolSet, skip_bad: bool = False,
+                 stats: ReadStats | None = None) -> list[Query]:
+    """Queries from JSONL: {"query", "tool": name or [names]}, or APIBench {"code", "api_call"}."""
+    stats = stats if stats is not None else ReadStats()
+    known, queries = set(tools.names), []
+    for number, rec in read_jsonl(path, skip_bad=skip_bad, stats=stats):
+        try:
+            queries.append(_query(path, number, rec, known))
+        except BadRecord as err:
+            if not skip_bad:
+                raise
+            stats.skip(err)
+    return queries
+
+
+def _query(path: str | Path, number: int, rec: dict, known: set[str]) -> Query:
+    if "query" in rec:
+        text, gold = rec["query"], rec.get("tool")
+        gold = [gold] if isinstance(gold, str) else gold
+    else:
+        text, gold = gorilla_instruction(str(rec.get("code", ""))), [rec.get("api_call")]
+    if not isinstance(text, str) or not text.strip():
+        raise BadRecord(path, number, "needs a non-empty 'query' (or APIBench 'code')")
+    if not isinstance(gold, list) or not gold or not all(isinstance(g, str) for g in gold):
+        raise BadRecord(path, number, "needs 'tool': a name or a list of names (or 'api_call')")
+    unknown = [g for g in gold if g not in known]
+    if unknown:
+        raise BadRecord(path, number, f"tool {unknown[0][:80]!r} is not in the tool set")
+    return Query(text, frozenset(gold), text)
+
+
+def kept_call_queries(run_name: str, runs_dir: str | Path, tools: ToolSet, window_chars: int = WINDOW_CHARS,
+                      min_usefulness: float | None = None, stats: ReadStats | None = None) -> list[Query]:
+    """One query per (document, position) with a kept call: the text before it -> its tool(s).
+    With min_usefulness, every scored call whose usefulness reaches it counts as kept instead (a
+    run filtered at a high τ_f keeps too few calls to train on). A call at the very start of a
+    document has no text before it to learn from: it is skipped and counted (stats.skipped_empty)."""
+    from toolformer.run.manifest import Run
+    run = Run(run_name, runs_dir)
+    docs = {d.id: d.text for d in run.documents()}
+    queries = []
+    for (doc_id, position), names in sorted(_kept_calls(run, docs, tools, min_usefulness).items()):
+        text = docs[doc_id][max(0, position - window_chars):position].strip()
+        if not text:
+            if stats is not None:
+                stats.skipped_empty += 1
+            continue
+        queries.append(Query(text, frozenset(names), f"{run_name}/{doc_id}"))
+    return queries
+
+
+def _kept_calls(run, docs: dict[str, str], tools: ToolSet,
+                min_usefulness: float | None) -> dict[tuple[str, int], set[str]]:
+    """(document id, position) -> the names of the tools called there and kept."""
+    by_name = {n.lower(): n for n in tools.names}
+    relevant: dict[tuple[str, int], set[str]] = {}
+    for path in sorted(run.path.glob(f"*/{layout.SCORED}")):
+        for number, rec in read_jsonl(path, SCORED):
+            chosen = rec["kept"] if min_usefulness is None else (rec["usefulness"] is not None
+                                                                 and rec["usefulness"] >= min_usefulness)
+            if not chosen:
+                continue
+            if rec["doc_id"] not in docs:
+                raise BadRecord(path, number, f"doc_id {rec['doc_id']!r} is not in {run.documents_path}")
+            if not 0 <= rec["position"] <= len(docs[rec["doc_id"]]):
+                raise BadRecord(path, number, f"position {rec['position']} is outside the document")
+            if rec["tool"].lower() not in by_name:
+                raise BadRecord(path, number, f"tool {rec['tool']!r} is not in the tool set")
+            relevant.setdefault((rec["doc_id"], rec["position"]), set()).add(by_name[rec["tool"].lower()])
+    return relevant
+
+
+def load_queries(s: RetrieverData, tools: ToolSet, held_out: bool, stats: ReadStats) -> list[Query]:
+    """The queries the settings name (the kept calls of --run runs, or a --queries file), on one
+    side of the --holdout split, sampled down to --limit."""
+    if s.run:
+        queries = [q for run in s.run
+                   for q in kept_call_queries(run, s.runs_dir, tools, s.window_chars, s.min_usefulness, stats)]
+    else:
+        queries = read_queries(s.queries, tools, s.skip_bad, stats)
+    return subsample(split(queries, s.holdout, held_out), s.limit, s.seed)
+
+
+def split(queries: list[Query], holdout: float, held_out: bool) -> list[Query]:
+    """A fixed split by hash of the key: the same document or query text always falls on one side."""
+    if holdout <= 0:
+        return queries if not held_out else []
+    def bucket(key: str) -> float:
+        return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 16 ** 8
+    return [q for q in queries if (bucket(q.key) < holdout) == held_out]
+
+
+def subsample(items: list, limit: int | None, seed: int) -> list:
+    if limit is None or limit >= len(items):
+        return items
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
+# ---------------------------------------------------------------------------- training pairs
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Training pairs from JSONL {"query", "positive", "negatives": [...]} (HW3 style, texts)."""
+    pairs = []
+    for number, rec in read_jsonl(path):
+        query, positive, negatives = rec.get("query"), rec.get("positive"), rec.get("negatives", [])
+        if not isinstance(query, str) or not query.strip():
+            raise BadRecord(path, number, "needs a non-empty string 'query'")
+        if not isinstance(positive, str) or not positive.strip():
+            raise BadRecord(path, number, "needs a non-empty string 'positive'")
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            raise BadRecord(path, number, "'negatives' should be a list of strings")
+        if positive in negatives:
+            raise BadRecord(path, number, "the positive is also listed as a negative")
+        pairs.append(Pair(query, positive, tuple(negatives), frozenset([positive])))
+    if not pairs:
+        raise UserValueError(f"{path}: no pairs")
+    return pairs
+
+
+def query_pairs(queries: list[Query], tools: ToolSet) -> list[Pair]:
+    """One pair per (query, relevant tool); the query's other relevant tools are never negatives."""
+    pairs = []
+    for q in queries:
+        relevant = frozenset(tools.text_of(n) for n in q.relevant)
+        pairs += [Pair(q.text, tools.text_of(n), (), relevant) for n in sorted(q.relevant)]
+    return pairs
