@@ -4,6 +4,10 @@
     toolformer curate --corpus OUT.jsonl --run gsm --tools calculator
     python bench/gsm8k_recovery.py score --run gsm                  # one JSON line
 
+An annotation-sourced run (`toolformer curate --from-annotations gsm8k`) is scored the same way,
+its gold read from <run>/annotations.jsonl: every gold place must then be proposed (recall of the
+candidates 100%), which checks that annotation positions line up with the sampler's.
+
 The corpus is read by toolformer.corpus.annotations (format gsm8k): each solution without its
 `<<48/2=24>>` annotations, the gold calls kept in meta["gold"] as [position, input, result].
 --skip leaves out the first solutions (e.g. those a seed set was trained on), so the recovery is
@@ -46,12 +50,17 @@ def write_corpus(out: str, docs: int, skip: int, data: str) -> dict:
 def score(run_dir: Path, model: str) -> dict:
     tok = load_tokenizer(model)
     texts, token_of, gold = {}, {}, {}  # gold: doc -> [(token index, value)]
+    annotated: dict[str, list] = {}  # an annotation-sourced run: its own annotations are the gold
+    if (run_dir / layout.ANNOTATIONS).exists():
+        for _, a in read_jsonl(run_dir / layout.ANNOTATIONS):
+            annotated.setdefault(a["doc_id"], []).append([a["position"], a["input"], a["result"]])
     for _, doc in read_jsonl(run_dir / layout.DOCUMENTS):
         starts = [a for a, _ in tok(doc["text"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
         # the token that starts nearest a character position; calls and gold go through the same map
         token_of[doc["id"]] = lambda pos, starts=starts: min(range(len(starts)), key=lambda t: abs(starts[t] - pos))
         texts[doc["id"]] = doc["text"]
-        gold[doc["id"]] = [(token_of[doc["id"]](pos), value(res)) for pos, _, res in doc["meta"]["gold"]]
+        calls = annotated.get(doc["id"], []) if annotated else doc["meta"]["gold"]
+        gold[doc["id"]] = [(token_of[doc["id"]](pos), value(res)) for pos, _, res in calls]
 
     def matches(doc_id: str, position: int, result: str | None) -> tuple[set, set]:
         """(gold annotations near the position, those among them with the same value)."""

@@ -63,3 +63,22 @@ def real_backend():
     """The real default model (SmolLM2-135M-Instruct), loaded once per test session."""
     from toolformer.lm.hf import HFBackend
     return HFBackend.from_ref("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def favouring_model_dir(tmp_path_factory, tokenizer):
+    """A folder holding a favouring tiny Llama and the real tokenizer: `--model <folder>` for
+    commands run in other processes (the CLI, Ray workers)."""
+    folder = tmp_path_factory.mktemp("favouring-model")
+    favouring_llama(tokenizer, CALL_TOKENS).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A folder holding a one-layer tiny Llama and the real tokenizer (finetuning, evaluation)."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_llama(len(tokenizer), layers=1).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -4,7 +4,6 @@ import json
 import pytest
 
 import toolformer
-from conftest import CALL_TOKENS, favouring_llama
 from toolformer.cli import main
 
 DOCS = [f"Shop {i} sold {10 + i} pens and {20 + 2 * i} pencils, {30 + 3 * i} items in total; "
@@ -12,11 +11,9 @@ DOCS = [f"Shop {i} sold {10 + i} pens and {20 + 2 * i} pencils, {30 + 3 * i} ite
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tokenizer):
+def setup(tmp_path_factory, favouring_model_dir):
     root = tmp_path_factory.mktemp("api")
-    model_dir = root / "model"
-    favouring_llama(tokenizer, CALL_TOKENS).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = favouring_model_dir
     corpus = root / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
     return root, model_dir, corpus
@@ -47,3 +44,14 @@ def test_curate_and_build_from_python_equal_the_cli(setup):
 def test_an_unknown_setting_is_named(setup):
     with pytest.raises(TypeError, match="tau_x"):
         toolformer.curate("x", tau_x=1)
+
+
+def test_api_functions_are_not_shadowed_by_modules():
+    # `import toolformer.x` sets the attribute toolformer.x to the module: no API name may be one
+    import importlib
+    import pkgutil
+    for module in pkgutil.walk_packages(toolformer.__path__, "toolformer."):
+        if module.name.count(".") == 1:
+            importlib.import_module(module.name)
+    for name in ("curate", "build", "finetune", "evaluate", "generate", "iterate"):
+        assert callable(getattr(toolformer, name)) and getattr(toolformer, name).__module__ == "toolformer", name

@@ -169,6 +169,7 @@ def test_no_calls_control_has_the_same_documents_and_split(run):
     augmented = build_augmented(run, heldout=0.5, keep_uncalled_rate=1.0, seed=4)
     control = build_augmented(run, heldout=0.5, keep_uncalled_rate=1.0, seed=4, no_calls=True)
     assert control["out"] == str(run / "augmented-no-calls") and control["settings"]["no_calls"]
+    assert (control["train"], control["validation"]) == (augmented["train"], augmented["validation"])
     for split in ("train", "validation"):
         aug, plain = rows_of(run / "augmented", split), rows_of(run / "augmented-no-calls", split)
         assert list(aug) == list(plain) and aug  # the same documents, in the same order, in each split

@@ -118,7 +118,7 @@ def test_missing_data_says_what_to_pass(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"math/svamp.jsonl not found"):
         load_examples("svamp", data_dir=tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError, match=r"triviaqa: loading mandarjoshi/trivia_qa:rc.nocontext .* --data-file"):
+    with pytest.raises(UserError, match=r"triviaqa: loading mandarjoshi/trivia_qa:rc.nocontext .* --data-file"):
         load_examples("triviaqa")
     write(tmp_path / "mawps.jsonl", [{"sQuestion": "Tom has 3 apples and gets 4. How many?", "lSolutions": [7.0]}])
     examples, info = load_examples("mawps", data_file=tmp_path / "mawps.jsonl")
@@ -217,11 +217,8 @@ def test_decode_scores_the_answer_after_the_call(tokenizer):
 
 
 @pytest.fixture
-def tiny_model(tmp_path, tokenizer):
-    model_dir = tmp_path / "tiny"
-    tiny_llama(len(tokenizer), layers=1).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    return str(model_dir)
+def tiny_model(tiny_model_dir):
+    return str(tiny_model_dir)
 
 
 @pytest.fixture

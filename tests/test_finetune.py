@@ -11,21 +11,17 @@ import sys
 import pytest
 import torch
 
-from conftest import tiny_llama
 from test_build import scored
 from toolformer.corpus.build import build_augmented
-from toolformer.finetune import PadCollator, finetune, tokenize
+from toolformer.training.finetune import PadCollator, finetune, tokenize
 from toolformer.lm.loading import load_model
 from toolformer.run.records import dumps
 from toolformer.corpus.syntax import TOOLFORMER
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("tiny")
-    tiny_llama(len(tokenizer), layers=1).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+def tiny_dir(tiny_model_dir):
+    return str(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

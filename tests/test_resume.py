@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CALL_TOKENS, favouring_llama
 
 DOCS = [f"Shop {i} sold {10 + i} pens and {20 + 2 * i} pencils, {30 + 3 * i} items in total; "
         f"each cost {i + 2} dollars, so they made {(30 + 3 * i) * (i + 2)} dollars." for i in range(10)]
@@ -17,11 +16,9 @@ STAGE_FILES = ("candidates.jsonl", "executed.jsonl", "scored.jsonl")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tokenizer):
+def setup(tmp_path_factory, favouring_model_dir):
     root = tmp_path_factory.mktemp("resume")
-    model_dir = root / "model"
-    favouring_llama(tokenizer, CALL_TOKENS).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = favouring_model_dir
     corpus = root / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
     return root, model_dir, corpus

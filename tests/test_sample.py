@@ -91,3 +91,60 @@ def test_a_tool_without_input_gets_one_call_per_position(tiny_backend):
     records = Sampler(lm, get_tool("calendar"), TOOLFORMER, settings, seed=1).run_windows(windows, counts)
     assert counts["positions"] == counts["samples"] == len(records) == 2 * len(windows)
     assert {r["call"] for r in records} == {"[Calendar()]"} and {r["input"] for r in records} == {""}
+
+
+def test_a_finetuned_sampler_reads_p_start_on_the_text_alone(tmp_path, tokenizer):
+    """--adapter DIR --no-prompt: the finetuned model samples, with no few-shot prompt before x."""
+    import json
+    from peft import LoraConfig, get_peft_model
+    from conftest import favouring_llama
+    from toolformer.config import RunSettings
+    from toolformer.lm.hf import HFBackend
+    from toolformer.lm.loading import FINETUNE_INFO
+    from toolformer.pipeline.curate import curate
+    from toolformer.run.manifest import Run
+    from toolformer.run.records import read_jsonl
+
+    base_dir, adapter = tmp_path / "base", tmp_path / "adapter"
+    FAVOURED = [" [", "[", "1", " +"]  # the start markers are likely: p_start is large enough to compare
+    favouring_llama(tokenizer, FAVOURED).save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    peft = get_peft_model(favouring_llama(tokenizer, FAVOURED), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(1)
+    with torch.no_grad():  # LoRA starts as the identity: make it change the model
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    peft.save_pretrained(adapter)
+    (adapter / FINETUNE_INFO).write_text(json.dumps({"base_model": str(base_dir)}))
+    corpus = tmp_path / "docs.jsonl"
+    text = "She had 12 apples and got 30 more, so she had 12 + 30 = 42 apples. Then she ate 2 of the 42."
+    corpus.write_text(json.dumps({"id": "d", "text": text, "meta": {"date": "2013-04-19"}}) + "\n")
+
+    settings = SampleSettings(window=64, tau_s=0.0, k=3, adapter=str(adapter), no_prompt=True)
+    figures = curate(RunSettings(run="r", runs_dir=str(tmp_path / "runs"), corpus=str(corpus), model=str(base_dir),
+                                 no_progress=True), "calendar", settings, stages=("sample",))
+    run = Run("r", tmp_path / "runs")
+    recorded = run.stage("sample", "calendar").settings
+    assert (recorded["adapter"], recorded["no_prompt"], recorded["prompt"]) == (str(adapter), True, None)
+    assert recorded["model"] == f"{base_dir} + {adapter}" and len(recorded["adapter_weights"]) == 16
+    records = [r for _, r in read_jsonl(run.tool_dir("calendar") / "candidates.jsonl")]
+    # Calendar takes no input: one call at each of the k best positions, no sampling needed
+    assert figures["stages"]["sample/calendar"]["candidates"] == len(records) == 3
+
+    tuned, base = HFBackend.from_ref(str(base_dir), adapter=str(adapter)), HFBackend.from_ref(str(base_dir))
+    markers = start_marker_ids(tuned, TOOLFORMER)
+    windows = {w.index: w for w in document_windows(tuned, Document("d", text, {}), 64)}
+
+    def p_start(lm, rec) -> float:
+        """max over the markers of p(marker | start + x_{1:i-1}): no prompt before x."""
+        w = windows[rec["window"]]
+        seq = lm.start_ids + w.ids[:rec["token_index"] - 64 * rec["window"]]
+        with torch.no_grad():
+            probs = torch.softmax(lm.model(torch.tensor([seq])).logits[0, -1].double(), -1)
+        return max(probs[m].item() for m in markers)
+
+    for rec in records:
+        assert rec["p_start"] > 0 and rec["p_start"] == pytest.approx(p_start(tuned, rec), rel=1e-3, abs=0)
+    # the adapter is used: the base model gives other probabilities
+    assert any(rec["p_start"] != pytest.approx(p_start(base, rec), rel=0.05, abs=0) for rec in records)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CALL_TOKENS, favouring_llama
 from synthetic_run import write_synthetic_run
 from toolformer.config import FilterSettings, RunSettings, SampleSettings
 from toolformer.errors import UserError
@@ -25,11 +24,8 @@ DOCS = [f"Shop {i} sold {10 + i} pens and {20 + 2 * i} pencils, {30 + 3 * i} ite
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("model")
-    favouring_llama(tokenizer, CALL_TOKENS).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def model_dir(favouring_model_dir):
+    return favouring_model_dir
 
 
 @pytest.fixture()

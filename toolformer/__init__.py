@@ -9,6 +9,7 @@ has the flag's default (toolformer/config.py holds them all):
     toolformer.finetune("r1", max_steps=30)
     toolformer.evaluate(benchmark="svamp", adapter="runs/r1/model/adapter", limit=50)
     toolformer.generate(["The farm had 12 cows and bought 30 more, so"], adapter="runs/r1/model/adapter")
+    toolformer.iterate("it", seed_corpus="gsm8k_seed.jsonl", seed_format="gsm8k", corpus="plain.jsonl", rounds=1)
 
 Heavy libraries (torch, transformers) load on the first call, not on import.
 """
@@ -53,7 +54,7 @@ def build(run: str, runs_dir: str = "runs", **fields) -> dict:
 
 def finetune(run: str, runs_dir: str = "runs", **fields) -> dict:
     """`toolformer finetune` on the run's augmented corpus (FinetuneSettings fields as keywords)."""
-    from toolformer.finetune import finetune as run_finetune
+    from toolformer.training.finetune import finetune as run_finetune
     return run_finetune(Path(runs_dir) / run, **fields)
 
 
@@ -69,8 +70,11 @@ def generate(prompts: list[str], **fields) -> list:
     return run_generate(prompts, **fields)
 
 
-def report(run: str, runs_dir: str = "runs", **fields) -> dict:
-    """`toolformer report`: runs/<run>/report.html and report.md."""
-    from toolformer.config import ReportSettings
-    from toolformer.report import report_run
-    return report_run(ReportSettings(run=run, runs_dir=runs_dir, **fields))
+def iterate(run: str, **fields) -> dict:
+    """`toolformer iterate`: a seed round on annotated data, then rounds sampled by the previous
+    round's model. Keywords: RunSettings, IterateSettings, SampleSettings, FilterSettings and
+    FinetuneSettings fields (model and seed are the run's and serve every round)."""
+    from toolformer.config import FilterSettings, FinetuneSettings, IterateSettings, RunSettings, SampleSettings
+    from toolformer.training.iterate import iterate as run_iterate
+    return run_iterate(*_split_fields({"run": run, **fields}, RunSettings, IterateSettings, SampleSettings,
+                                      FilterSettings, FinetuneSettings))

@@ -14,7 +14,6 @@ from toolformer.errors import UserError
 
 # package data: an installed copy (not only a checkout) can sample
 PROMPTS_DIR = Path(__file__).resolve().parent / "tools" / "prompts"
-DEMO_CORPUS = Path(__file__).resolve().parent / "data" / "demo_corpus.jsonl"  # six short documents
 
 DEFAULT_LM = "smollm2-135m-instruct"
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"

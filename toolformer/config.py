@@ -32,6 +32,11 @@ class RunSettings:
     seed: int = opt(0, "seed of the sampled calls")
     chunk_docs: int = opt(8, "documents per committed chunk: a killed stage redoes at most one chunk")
     no_progress: bool = opt(False, "no progress bars")
+    # not recorded with a stage: its output is the same with or without Ray, so a run may switch
+    ray: str | None = opt(None, "run the model stages on Ray workers: local (a cluster on this machine), "
+                                "auto (the cluster this node is in) or a cluster address", metavar="ADDRESS")
+    workers: int | None = opt(None, "Ray workers, each holding one model (default: one per GPU of the cluster, "
+                                    "else one per 4 CPUs)")
 
 
 def per_tool(value, cast, tool_key: str, default):
@@ -72,6 +77,15 @@ class SampleSettings:
                                            "highest: a folder from `toolformer retriever train`, "
                                            "all-minilm-l6-v2 or bm25")
     tools_per_doc: int | None = opt(2, "tools per document with --tool-retriever")
+    adapter: str | None = opt(None, "sample with a finetuned model: a LoRA folder written by `toolformer finetune` "
+                                    "(its base model is recorded there); filtering still uses --model")
+    no_prompt: bool = opt(False, "read p(<API>) on the text alone, without the tool's few-shot prompt "
+                                 "(for a sampler finetuned to write calls)")
+    from_annotations: str | None = opt(None, "take the candidates from calls already written in --corpus instead "
+                                             "of sampling them: its format (gsm8k, hw3, toolformer, asdiv, mawps)",
+                                       metavar="FORMAT")
+    annotation_split: str = opt("train", "with --from-annotations on data that is also a benchmark with a split "
+                                         "(asdiv): read its train part only, or all of it", choices=("train", "all"))
 
     def for_tool(self, tool) -> "SampleSettings":
         """These settings with every per-tool value resolved for `tool`: what its stage records."""
@@ -98,6 +112,28 @@ class FilterSettings:
 
     def for_tool(self, tool) -> "FilterSettings":
         return replace(self, tau_f=per_tool(self.tau_f, float, tool.key, tool.tau_f))
+
+
+# ---- iterate
+
+@dataclass(frozen=True)
+class IterateSettings:
+    """`toolformer iterate`: round 0 curates annotated seed data and finetunes on it; round r samples
+    the unlabelled --corpus with round r-1's model (no prompt), curates, and finetunes a fresh
+    adapter from the base model on seed + round-r data. Recorded in RUNS_DIR/NAME/iterate.json."""
+    seed_corpus: str = opt(help="annotated seed documents, read with --seed-format (round 0)")
+    seed_format: str = opt(help="format of the seed's calls: gsm8k, hw3, toolformer, asdiv or mawps")
+    seed_limit: int | None = opt(None, "use only the first N seed documents")
+    seed_filter: str = opt("tau_f", "seed annotations to keep: those whose usefulness reaches τ_f (the paper "
+                                    "filters every call), or all that execute", choices=("tau_f", "all"))
+    rounds: int = opt(1, "sampling rounds after the seed round (a re-run with more adds rounds)")
+    tools: str = opt("calculator", "comma-separated tools curated in every round")
+    filter_with: str = opt("base", "model scoring the sampled calls: base (M, the call as a prefix: the paper) "
+                                   "or sampler (the previous round's model)", choices=("base", "sampler"))
+    eval: str | None = opt(None, "evaluate each round's model on this benchmark, tools off and on",
+                           metavar="BENCHMARK")
+    eval_limit: int | None = opt(None, "evaluation examples per round (a seeded subset)")
+    data_dir: str | None = opt(None, "benchmark data folder (default: $TOOLFORMER_DATA)")
 
 
 # ---- build
@@ -319,3 +355,24 @@ class ShowSettings:
     def status(self) -> str | None:
         """The status of the calls shown; None: all of them."""
         return next((s for s in ("kept", "filtered", "failed") if getattr(self, s)), None)
+
+
+# ---- demo
+
+@dataclass(frozen=True, kw_only=True)
+class DemoSettings:
+    """`toolformer demo`: annotated math problems -> a 135M model that uses the calculator, against
+    the same finetuning without calls. Defaults sized for 20 minutes on 2 CPU cores."""
+    run: str = opt("demo", "run name: everything goes to RUNS_DIR/NAME/")
+    runs_dir: str = opt("runs", "folder holding runs")
+    data_dir: str | None = opt(None, "data folder with math/asdiv.jsonl and math/svamp.jsonl (default: "
+                                     "$TOOLFORMER_DATA): train on ASDiv's train split, evaluate on SVAMP. "
+                                     "Without it: the GSM8K slices shipped in the package")
+    documents: int = opt(480, "annotated documents curated and trained on")
+    steps: int = opt(60, "finetuning steps (each model)")
+    batch_size: int = opt(8, "documents per finetuning step")
+    lr: float = opt(2e-3, "learning rate of the LoRA finetune")
+    # the answer, one or two tokens, is all that follows a call here: usefulness stays small
+    tau_f: float = opt(0.25, "filtering threshold (the calculator's own is 0.5)")
+    limit: int = opt(100, "evaluation examples")
+    progress: bool = opt(False, "show progress bars")

@@ -26,10 +26,11 @@ USER_ERRNOS = {
 COMMAND_MODULES = (
     "toolformer.cli.tool_cmd",
     "toolformer.cli.curate",
-    "toolformer.demo",
+    "toolformer.cli.demo",
     "toolformer.cli.report",
     "toolformer.cli.retriever",
     "toolformer.cli.build", "toolformer.cli.finetune", "toolformer.cli.generate", "toolformer.cli.evaluate",
+    "toolformer.cli.iterate",
 )
 
 

@@ -4,6 +4,8 @@
     toolformer execute --tool T --run NAME
     toolformer filter  --tool T --run NAME
     toolformer curate  --corpus FILE --run NAME [--tools calculator,wikisearch,...]
+    toolformer curate  --corpus gsm8k_train.jsonl --run NAME --tools calculator --from-annotations gsm8k
+                       (candidates from the corpus's own calls; --skip-bad skips and counts bad rows)
 
 Each stage resumes where a killed run stopped. The summary goes to stderr as a table; --json
 prints it as one JSON line. Every command takes the same flags (those a stage does not use are
@@ -18,6 +20,7 @@ from toolformer.config import ExecuteSettings, FilterSettings, RunSettings, Samp
 from toolformer.pipeline.curate import curate
 from toolformer.tools import TOOL_MODULES
 
+ANNOTATION_LOSSES = ("other_tools", "inside_a_token", "at_the_end", "duplicates")
 SUMMARY_KEYS = ("documents", "windows", "positions", "candidates", "executed_ok", "executed_failed", "kept")
 CORPUS_FLAGS = ("corpus", "limit", "skip_bad")
 RETRIEVER_FLAGS = ("tool_retriever", "tools_per_doc")
@@ -40,11 +43,23 @@ def summarise(figures: dict) -> dict:
         table.add_row(tool, *(str(counts.get(k, "")) for k in SUMMARY_KEYS))
     console = Console(file=sys.stderr, width=max(120, Console(file=sys.stderr).width))
     ingest = figures["ingest"]
-    if ingest:
+    if ingest and "annotations" in ingest:
+        skipped = ", ".join(f"{n} {why}" for why, n in ingest["skipped"].items()) or "none"
+        console.print(f"documents: {ingest['documents']} with {ingest['annotations']} annotations; skipped: "
+                      f"{skipped}" + (f"; {ingest['test_left_out']} in the benchmark's test split left out"
+                                      if ingest["test_left_out"] else ""))
+        for why, examples in ingest["skipped_examples"].items():
+            for example in examples:
+                console.print(f"  {why}: {example}")
+    elif ingest:
         console.print(f"documents: {ingest['documents']} read, {ingest['skipped_empty']} empty skipped, "
                       f"{ingest['skipped_bad']} bad lines skipped")
         for example in ingest.get("skipped_examples", []):
             console.print(f"  skipped {example}")
+    for tool, counts in tools.items():
+        if "annotations" in counts:  # what became of each annotation
+            console.print(f"{tool}: {counts['annotations']} annotations -> {counts['candidates']} candidates "
+                          + ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in ANNOTATION_LOSSES))
     console.print(table)
     console.print(f"outputs in {figures['path']}/")
     return {"run": figures["run"], "path": figures["path"], "ingest": ingest, "tools": tools}

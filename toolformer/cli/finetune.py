@@ -13,7 +13,7 @@ GPU_SETTINGS = (
 
 
 def cmd_finetune(args) -> dict | None:
-    from toolformer.finetune import finetune
+    from toolformer.training.finetune import finetune
     from toolformer.run.manifest import Run
     figures = finetune(Run(args.run, args.runs_dir).path, from_args(FinetuneSettings, args))
     if not figures["main_process"]:  # data-parallel: the first process reports

@@ -27,6 +27,7 @@ from toolformer.config import BuildSettings
 from toolformer.corpus.calls import canonical_position, inline_result, insert_calls
 from toolformer.corpus.syntax import CallSyntax, get_syntax
 from toolformer.errors import UserFileNotFound, UserValueError
+from toolformer.pipeline.stage import exclusive
 from toolformer.run import layout
 from toolformer.run.manifest import DEFAULT_SYNTAX, Run
 from toolformer.run.records import SCORED, BadRecord, ReadStats, read_documents, read_jsonl, write_jsonl_atomic
@@ -178,23 +179,31 @@ def heldout_split(rows: list[dict], heldout: float, seed: int) -> dict[str, list
 
 
 def write_corpus(out_dir: Path, splits: dict[str, list[dict]], figures: dict) -> None:
-    """The splits as a datasets folder and JSONL files, plus build.json, swapped in whole."""
+    """The splits as a datasets folder and JSONL files, plus build.json, swapped in whole.
+
+    The new output is written aside (OUT.tmp) and renamed into place once complete, after the
+    old one was renamed away (OUT.old): a build killed at any moment leaves the old output whole,
+    or no output, never half a dataset; the next build clears what a killed one left. The caller
+    holds the output's lock, so these names are this build's alone.
+    """
     from datasets import Dataset, DatasetDict, Features, Value, disable_progress_bars
     disable_progress_bars()
     features = Features({"id": Value("string"), "text": Value("string"), "n_calls": Value("int32"),
                          "calls": [{"tool": Value("string"), "input": Value("string"), "result": Value("string"),
                                     "position": Value("int64"), "usefulness": Value("float64")}]})
-    # write aside, then swap in: a killed build never leaves half a dataset behind
-    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp, old = (out_dir.with_name(out_dir.name + suffix) for suffix in (".tmp", ".old"))
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
     # columns, not rows: an empty split must still have them
     DatasetDict({name: Dataset.from_dict({c: [r[c] for r in split] for c in features}, features=features)
                  for name, split in splits.items()}).save_to_disk(str(tmp))
     for name, split in splits.items():
         write_jsonl_atomic(tmp / f"{name}.jsonl", split)
     (tmp / "build.json").write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
     os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, *,
@@ -228,6 +237,9 @@ def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, 
                "skipped_examples": stats.examples,
                "settings": {"max_per_tool": s.max_per_tool, "keep_uncalled_rate": s.keep_uncalled_rate,
                             "heldout": s.heldout, "seed": s.seed, "no_calls": s.no_calls}}
-    write_corpus(out_dir, splits, figures)
+    # one build at a time per output: a second one is refused, naming the first
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out_dir, Run(run_dir.name, run_dir.parent), f"build of {out_dir.name}"):
+        write_corpus(out_dir, splits, figures)
     return figures
 

@@ -50,8 +50,7 @@ class CallSyntax:
     def safe_result(self, result: str) -> str:
         """A tool result that cannot end or break the call it is written in: one line, and
         no end marker inside (a Wikipedia snippet may contain "]")."""
-        text = " ".join(result.split())
-        return text.replace(self.end, " ").strip() if self.end else text
+        return " ".join((result.replace(self.end, " ") if self.end else result).split())
 
     # ---- markers the LM backend needs
     @property

@@ -5,41 +5,79 @@
     from toolformer.pipeline.curate import curate
     figures = curate(RunSettings(run="demo", corpus="docs.jsonl"), ["calculator"], SampleSettings(k=5))
 
-Each stage resumes where a killed run stopped (pipeline/stage.py).
+Each stage resumes where a killed run stopped (pipeline/stage.py). Candidates come from the
+model (pipeline/sample.py), or, with SampleSettings(from_annotations=FORMAT), from the calls the
+corpus already carries (pipeline/annotated.py).
+
+Which model does what: the sampler is --model, or --model's finetuned adapter (SampleSettings.
+adapter). The filter scores with --model, the base model M, as the paper does (the call is a
+prefix before the window); filter_with="sampler" scores with the sampler instead.
 """
 from __future__ import annotations
 
 from toolformer.config import ExecuteSettings, FilterSettings, RunSettings, SampleSettings
 from toolformer.run.manifest import Run
 from toolformer.corpus.syntax import get_syntax
+from toolformer.errors import UserValueError
 from toolformer.tools import TOOL_MODULES, Tool, get_tool
 
 STAGES = ("sample", "execute", "filter")
+FILTER_MODELS = ("base", "sampler")
 
 
 class Pipeline:
     """One run with its settings and its model (loaded once, when a stage first needs it)."""
 
     def __init__(self, settings: RunSettings, sample: SampleSettings = SampleSettings(),
-                 execute: ExecuteSettings = ExecuteSettings(), filter: FilterSettings = FilterSettings()):
+                 execute: ExecuteSettings = ExecuteSettings(), filter: FilterSettings = FilterSettings(),
+                 filter_with: str = "base"):
+        if filter_with not in FILTER_MODELS:
+            raise UserValueError(f"filter_with must be one of {FILTER_MODELS}, not {filter_with!r}")
         self.settings, self.sample_settings, self.execute_settings, self.filter_settings = \
             settings, sample, execute, filter
+        self.filter_with = filter_with
         self.run = Run(settings.run, settings.runs_dir)
-        self._lm = None
+        self._lm = self._sampler_lm = None
+        self.cluster = None  # Ray workers, started when a stage first needs them (--ray)
 
     def lm(self):
+        """The base model M (--model)."""
         if self._lm is None:
             from toolformer.lm.backend import get_backend
             self._lm = get_backend(self.settings.model)
         return self._lm
+
+    def sampler_model(self) -> str:
+        """What samples, as recorded: --model, or the adapter's base model + the adapter."""
+        adapter = self.sample_settings.adapter
+        if not adapter:
+            return self.settings.model
+        from toolformer.lm.loading import adapter_info
+        return f"{adapter_info(adapter).get('base_model') or self.settings.model} + {adapter}"
+
+    def sampler_lm(self):
+        adapter = self.sample_settings.adapter
+        if not adapter:
+            return self.lm()
+        if self._sampler_lm is None:
+            from toolformer.lm.backend import get_backend
+            from toolformer.lm.loading import adapter_info
+            self._sampler_lm = get_backend(adapter_info(adapter).get("base_model") or self.settings.model,
+                                           adapter=adapter)
+        return self._sampler_lm
 
     def syntax(self):
         return get_syntax(self.run.settle_syntax(self.settings.syntax))
 
     def ingest(self) -> dict | None:
         """Read --corpus into the run's documents (None when none is given: the run has them)."""
-        s = self.settings
-        return None if s.corpus is None else self.run.ingest(s.corpus, s.limit, s.skip_bad)
+        s, fmt = self.settings, self.sample_settings.from_annotations
+        if s.corpus is None:
+            return None
+        if fmt:
+            from toolformer.pipeline.annotated import ingest_annotated
+            return ingest_annotated(self.run, s.corpus, fmt, s.limit, s.skip_bad, self.sample_settings.annotation_split)
+        return self.run.ingest(s.corpus, s.limit, s.skip_bad)
 
     def retrieved_docs(self, tools: list[Tool]) -> dict[str, set[str]] | None:
         """With a tool retriever: for each tool, the documents that rank it among their top K."""
@@ -53,12 +91,20 @@ class Pipeline:
 
     def _run(self, stage) -> dict:
         from toolformer.pipeline.stage import run_stage
-        return run_stage(stage, self.settings.chunk_docs, progress=not self.settings.no_progress)
+        s = self.settings
+        if s.ray and self.cluster is None:
+            from toolformer.pipeline.distributed import Cluster
+            self.cluster = Cluster(s.ray, s.workers, progress=not s.no_progress)
+        return run_stage(stage, s.chunk_docs, progress=not s.no_progress, cluster=self.cluster)
 
     def sample(self, tool: Tool, only_docs: set[str] | None = None) -> dict:
+        if self.sample_settings.from_annotations:
+            from toolformer.pipeline.annotated import AnnotationStage
+            return self._run(AnnotationStage(self.run, tool, self.syntax(), self.sample_settings.window,
+                                             self.settings.model, self.lm))
         from toolformer.pipeline.sample import SampleStage
-        return self._run(SampleStage(self.run, tool, self.syntax(), self.sample_settings, self.settings.model,
-                                     self.lm, self.settings.seed, only_docs))
+        return self._run(SampleStage(self.run, tool, self.syntax(), self.sample_settings, self.sampler_model(),
+                                     self.sampler_lm, self.settings.seed, only_docs))
 
     def execute(self, tool: Tool) -> dict:
         from toolformer.pipeline.execute import ExecuteStage
@@ -66,6 +112,9 @@ class Pipeline:
 
     def filter(self, tool: Tool) -> dict:
         from toolformer.pipeline.filter import FilterStage
+        if self.filter_with == "sampler":
+            return self._run(FilterStage(self.run, tool, self.syntax(), self.filter_settings, self.sampler_model(),
+                                         self.sampler_lm))
         return self._run(FilterStage(self.run, tool, self.syntax(), self.filter_settings, self.settings.model,
                                      self.lm))
 
@@ -81,10 +130,10 @@ def resolve_tools(names: list[str] | str | None) -> list[Tool]:
 
 def curate(settings: RunSettings, tools: list[str] | str | None = None, sample: SampleSettings = SampleSettings(),
            execute: ExecuteSettings = ExecuteSettings(), filter: FilterSettings = FilterSettings(),
-           stages: tuple[str, ...] = STAGES) -> dict:
+           stages: tuple[str, ...] = STAGES, filter_with: str = "base") -> dict:
     """Run `stages` for each tool in turn (all tools by default): {"run", "path", "ingest": its
     counts or None, "stages": {"sample/calculator": counts and seconds, ...}}."""
-    pipe = Pipeline(settings, sample, execute, filter)
+    pipe = Pipeline(settings, sample, execute, filter, filter_with)
     ingest = pipe.ingest()
     tools = resolve_tools(tools)
     chosen = pipe.retrieved_docs(tools) if "sample" in stages else None

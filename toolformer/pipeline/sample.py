@@ -5,18 +5,25 @@ at every position i (the larger of the start marker's two spellings, " [" and "[
 positions with p_i > τ_s get m sampled calls each: the model continues P(x) + x_{1:i-1} + <API>
 until the arrow or the end marker. The scoring pass's KV cache is reused for those prefixes.
 
+The sampler may be a finetuned model (settings.adapter, issue 11 §2): one that learnt to write
+calls needs no few-shot prompt, and with settings.no_prompt P(x) is empty, so p_i is read on x
+alone; the call opening and the stop strings stay the same.
+
 Writes <run>/<tool>/candidates.jsonl, committed a chunk of documents at a time (resumable).
+Candidates from annotations (pipeline/annotated.py) are the same records plus `source`.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
 from functools import cached_property
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from toolformer.config import SampleSettings
+from toolformer.errors import UserFileNotFound
 from toolformer.tools import Tool, load_prompt
 from toolformer.lm.backend import LMBackend
 from toolformer.lm.tokens import start_marker_ids
@@ -44,6 +51,16 @@ def call_opening(lm: LMBackend, syntax: CallSyntax, tool: Tool, marker: int) -> 
     return ids if ids[0] == marker else [marker] + lm.encode(tool.name + "(")
 
 
+def candidate_record(doc_id: str, tool: Tool, syntax: CallSyntax, window: int, token_index: int, position: int,
+                     p_start: float, inp: str, **extra) -> dict:
+    """A candidate call: `input` to `tool` before the token `token_index` of the document (in
+    window `window`), which starts at character `position`."""
+    return {"id": f"{doc_id}/{tool.key}/{token_index}/{hashlib.sha1(inp.encode()).hexdigest()[:8]}",
+            "doc_id": doc_id, "tool": tool.key, "window": window, "position": position,
+            "token_index": token_index, "p_start": round(p_start, 6), "input": inp,
+            "call": syntax.render(tool.name, inp), **extra}
+
+
 def top_positions(p: list[float], tau_s: float, k: int, min_context: int = 0) -> list[int]:
     """The k positions with the largest p_i among those with p_i > τ_s and at least `min_context`
     tokens before them (ties: earlier first)."""
@@ -56,12 +73,13 @@ class Sampler:
 
     def __init__(self, lm: LMBackend, tool: Tool, syntax: CallSyntax, settings: SampleSettings, seed: int = 0):
         self.lm, self.tool, self.syntax, self.s, self.seed = lm, tool, syntax, settings, seed
-        prompt = load_prompt(tool)
-        self.prompt_head, self.prompt_tail = prompt.split("{input}")
+        self.prompt_head, self.prompt_tail = (None, None) if settings.no_prompt else load_prompt(tool).split("{input}")
         self.markers = start_marker_ids(lm, syntax)
         self.openings = {m: call_opening(lm, syntax, tool, m) for m in self.markers}
 
     def prompt_ids(self, window: Window) -> list[int]:
+        if self.prompt_head is None:
+            return list(self.lm.start_ids)
         return self.lm.start_ids + self.lm.encode(self.prompt_head + window.text + self.prompt_tail)
 
     def run_windows(self, windows: list[Window], counts: dict) -> list[dict]:
@@ -109,11 +127,20 @@ class Sampler:
         return records
 
     def _record(self, w: Window, i: int, p_start: float, inp: str) -> dict:
-        token_index = w.index * self.s.window + i
-        return {"id": f"{w.doc.id}/{self.tool.key}/{token_index}/{hashlib.sha1(inp.encode()).hexdigest()[:8]}",
-                "doc_id": w.doc.id, "tool": self.tool.key, "window": w.index,
-                "position": w.char_starts[i], "token_index": token_index, "p_start": round(p_start, 6),
-                "input": inp, "call": self.syntax.render(self.tool.name, inp)}
+        return candidate_record(w.doc.id, self.tool, self.syntax, w.index, w.index * self.s.window + i,
+                                w.char_starts[i], p_start, inp)
+
+
+ANNOTATION_FIELDS = ("from_annotations", "annotation_split")  # settings of the other source (annotated.py)
+
+
+def adapter_fingerprint(folder: str) -> str:
+    """The adapter's weights, by content: a retrained adapter in the same folder samples anew."""
+    from toolformer.assets import file_fingerprint
+    weights = sorted(Path(folder).glob("adapter_model.*"))
+    if not weights:
+        raise UserFileNotFound(f"{folder} is not a LoRA adapter folder (no adapter_model.safetensors)")
+    return file_fingerprint(weights[0])
 
 
 class SampleStage(Stage):
@@ -133,9 +160,20 @@ class SampleStage(Stage):
     def lm(self) -> LMBackend:
         return self.load_lm()
 
+    def model_spec(self) -> dict | None:
+        # a Ray worker loads the sampler itself: the base model with the adapter merged in
+        if not self.s.adapter:
+            return super().model_spec()
+        from toolformer.lm.loading import adapter_info
+        return {"model_ref": adapter_info(self.s.adapter).get("base_model") or self.model.split(" + ")[0],
+                "adapter": self.s.adapter}
+
     def settings(self) -> dict:
-        return {"model": self.model, "syntax": self.syntax.name, "seed": self.seed, **asdict(self.s),
-                "prompt": load_prompt(self.tool), "tokenizer": tokenizer_fingerprint(self.lm)}
+        sampling = {k: v for k, v in asdict(self.s).items() if k not in ANNOTATION_FIELDS}
+        adapter = {"adapter_weights": adapter_fingerprint(self.s.adapter)} if self.s.adapter else {}
+        return {"source": "model", "model": self.model, "syntax": self.syntax.name, "seed": self.seed, **sampling,
+                **adapter, "prompt": None if self.s.no_prompt else load_prompt(self.tool),
+                "tokenizer": tokenizer_fingerprint(self.lm)}
 
     def start(self, output, docs) -> None:
         self.sampler = Sampler(self.lm, self.tool, self.syntax, self.s, self.seed)

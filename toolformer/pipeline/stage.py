@@ -11,6 +11,10 @@ which settings its output depends on. run_stage does the rest, the same way for 
     a ResumableWriter, so a killed stage resumes where it stopped and ends byte-identical;
   - totals are the sums of the committed chunks' counts, time the sum of their work time.
 
+A stage with a model (model_spec() not None) may run its chunks on Ray workers instead
+(pipeline/distributed.py): they return each chunk's records, and the driver commits them here, in
+the same order, so the files are the same as one process writes.
+
 A new source of records (e.g. candidates from annotations) is a Stage subclass with its own
 `kind` and an entry in layout.STAGE_OUTPUT.
 """
@@ -50,8 +54,19 @@ class Stage:
         """What the output depends on; recorded in the manifest, and compared when resuming."""
         return {}
 
-    def start(self, output: Path, docs: list[Document]) -> None:
-        """Called once `output` holds exactly the committed chunks, before the first new one."""
+    def model_spec(self) -> dict | None:
+        """get_backend's arguments for the model the stage reads as `self.lm`; None: it has none.
+        A Ray worker loads the model from them, once for all the stages with the same spec."""
+        model = getattr(self, "model", None)
+        return None if model is None else {"model_ref": model}
+
+    def __getstate__(self) -> dict:
+        # what a Ray worker receives: the stage without the driver's model and its loader
+        return {k: v for k, v in self.__dict__.items() if k not in ("lm", "load_lm")}
+
+    def start(self, output: Path | None, docs: list[Document]) -> None:
+        """Called once `output` holds exactly the committed chunks, before the first new one. On a
+        Ray worker, with no output and no documents: a stage whose start reads them has no model."""
 
     def process(self, docs: list[Document], inputs: dict[str, list[dict]]) -> tuple[list[dict], dict]:
         """The records of a chunk of documents and the chunk's counts. `inputs`: the previous
@@ -106,8 +121,9 @@ def read_inputs(stage: Stage, docs: list[Document]) -> dict[str, list[dict]]:
     return by_doc
 
 
-def run_stage(stage: Stage, chunk_docs: int = CHUNK_DOCS, progress: bool = True) -> dict:
-    """Run (or resume, or just total) one stage; its counts and seconds, also recorded in the manifest."""
+def run_stage(stage: Stage, chunk_docs: int = CHUNK_DOCS, progress: bool = True, cluster=None) -> dict:
+    """Run (or resume, or just total) one stage; its counts and seconds, also recorded in the manifest.
+    With a distributed.Cluster, a stage with a model runs its chunks on the cluster's workers."""
     t0 = time.perf_counter()
     run = stage.run
     docs = run.documents()
@@ -121,17 +137,22 @@ def run_stage(stage: Stage, chunk_docs: int = CHUNK_DOCS, progress: bool = True)
         if writer.complete and recorded is not None and recorded.finished:
             return {**recorded.counts, "seconds": recorded.seconds}
         chunks = [docs[a:a + chunk_docs] for a in range(0, len(docs), chunk_docs)]
-        stage.start(output, docs)
-        bar = tqdm(total=len(docs), desc=stage.name.replace("/", " "), unit="doc", disable=not progress)
         for number, chunk in enumerate(chunks):
-            key = str(number)
-            if key in writer.done:
-                if writer.done[key].get("first") != chunk[0].id:
-                    raise UserError(f"{writer.progress_path} was committed in other chunks (by an older "
-                                    f"version): delete {output} and {writer.progress_path} to redo this stage")
-            else:
-                records, counts = stage.process(chunk, {d.id: inputs[d.id] for d in chunk if d.id in inputs})
-                writer.commit(key, records, first=chunk[0].id, counts=counts)
+            if str(number) in writer.done and writer.done[str(number)].get("first") != chunk[0].id:
+                raise UserError(f"{writer.progress_path} was committed in other chunks (by an older "
+                                f"version): delete {output} and {writer.progress_path} to redo this stage")
+        todo = [(number, chunk, {d.id: inputs[d.id] for d in chunk if d.id in inputs})
+                for number, chunk in enumerate(chunks) if str(number) not in writer.done]
+        bar = tqdm(total=len(docs), initial=len(docs) - sum(len(c) for _, c, _ in todo),
+                   desc=stage.name.replace("/", " "), unit="doc", disable=not progress)
+        if cluster is not None and stage.model_spec() is not None:
+            results = cluster.process(stage, todo)
+        else:
+            stage.start(output, docs)
+            results = ((number, *stage.process(chunk, chunk_inputs)) for number, chunk, chunk_inputs in todo)
+        for (number, chunk, _), (done, records, counts) in zip(todo, results):
+            assert done == number  # results come in chunk order
+            writer.commit(str(number), records, first=chunk[0].id, counts=counts)
             bar.update(len(chunk))
         bar.close()
         if not writer.complete:

@@ -3,6 +3,7 @@
     runs/<run>/manifest.json            run config, versions, per-stage settings, counts, times
                                         (manifest.json.lock: held while one process updates it)
     runs/<run>/documents.jsonl          the validated documents the run read
+    runs/<run>/annotations.jsonl        the calls they carried (a run ingested with --from-annotations)
     runs/<run>/<tool>/candidates.jsonl  sample     (each with .progress beside it, and .lock while a
                                                     process writes it)
     runs/<run>/<tool>/executed.jsonl    execute
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
+ANNOTATIONS = "annotations.jsonl"
 CANDIDATES = "candidates.jsonl"
 EXECUTED = "executed.jsonl"
 SCORED = "scored.jsonl"

@@ -27,6 +27,7 @@ import platform
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from toolformer.errors import UserError, UserFileNotFound, UserValueError
 from toolformer.run import layout
@@ -65,6 +66,7 @@ class RunConfig:
     corpus_fingerprint: str | None
     limit: int | None
     syntax: str | None  # set by the first curation stage; None before one ran
+    source: dict | None = None  # what else ingest read the corpus as, e.g. {"annotations": "gsm8k", ...}
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class Run:
 
     def config(self) -> RunConfig:
         config = self.manifest()["config"]
-        return RunConfig(config.get("corpus_fingerprint"), config.get("limit"), self.syntax())
+        return RunConfig(config.get("corpus_fingerprint"), config.get("limit"), self.syntax(), config.get("source"))
 
     def syntax(self) -> str | None:
         """The run's call syntax; for runs curated before it was recorded in "config", the one
@@ -220,17 +222,26 @@ class Run:
             manifest["versions"] = versions()
 
     # ---- documents
-    def ingest(self, corpus: str | Path, limit: int | None, skip_bad: bool) -> dict:
-        """Validate the corpus once into documents.jsonl; later stages read only that file."""
+    def ingest(self, corpus: str | Path, limit: int | None, skip_bad: bool,
+               read: Callable[[Path, int | None, bool], tuple[list[Document], dict]] | None = None,
+               source: dict | None = None) -> dict:
+        """Validate the corpus once into documents.jsonl; later stages read only that file.
+        `read(corpus, limit, skip_bad) -> (documents, counts)` reads a corpus of another kind (e.g.
+        annotated data); `source` says how, and is recorded with the corpus (config "source")."""
         from toolformer.assets import file_fingerprint
         corpus = Path(corpus)
         fingerprint = file_fingerprint(corpus) if corpus.is_file() else str(corpus.resolve())
         # the corpus is known by its content: the same file under another path resumes fine
-        self._check_and_record(("config",), {"corpus_fingerprint": fingerprint, "limit": limit},
-                               str(self.documents_path))
+        self._check_and_record(("config",), {"corpus_fingerprint": fingerprint, "limit": limit,
+                                             **({"source": source} if source else {})}, str(self.documents_path))
         recorded = self.stage(INGEST)
         if self.documents_path.exists() and recorded is not None:
             return recorded.counts
+        if read is not None:
+            docs, counts = read(corpus, limit, skip_bad)
+            write_jsonl_atomic(self.documents_path, (d.to_json() for d in docs))
+            self.record_stage(INGEST, counts=counts, corpus=str(corpus))
+            return counts
         stats = ReadStats()
         docs = list(read_documents(corpus, skip_bad=skip_bad, stats=stats, limit=limit))
         write_jsonl_atomic(self.documents_path, (d.to_json() for d in docs))

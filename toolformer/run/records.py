@@ -7,7 +7,8 @@ Record types (each stage's record is the previous one plus its own fields):
     scored     executed + loss_plus, loss_no_call, loss_no_result, loss_minus, usefulness, kept, reason
 
 A malformed line raises BadRecord naming file and line; with skip_bad=True it is counted in
-ReadStats instead (and reported by the stage), never dropped silently.
+ReadStats instead (and reported by the stage), never dropped silently. A UTF-8 BOM at the start
+of a file is not part of its first record, and a CRLF .txt corpus reads as the same file with LF.
 """
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ class Document:
 
 # ---------------------------------------------------------------------------- reading
 
+BOM = "\ufeff"  # some editors start a UTF-8 file with it; it is no part of the first record
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str | BadRecord]]:
     """(line number, text) for each non-blank line; undecodable bytes yield a BadRecord."""
     opener = gzip.open if path.name.endswith(".gz") else open
@@ -82,6 +86,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str | BadRecord]]:
             except UnicodeDecodeError as err:
                 yield number, BadRecord(path, number, f"invalid UTF-8 at byte {err.start}")
                 continue
+            if number == 1:
+                text = text.removeprefix(BOM)
             if text.strip():
                 yield number, text
 
@@ -169,13 +175,14 @@ def _raw_documents(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
         with open(path, "rb") as f:
             data = f.read()
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8").removeprefix(BOM)
         except UnicodeDecodeError as err:
             line = data[:err.start].count(b"\n") + 1
             yield line, BadRecord(path, line, f"invalid UTF-8 at byte {err.start}")
             return
         block, start = [], 0
-        for number, line in enumerate(io.StringIO(text), 1):
+        # newline=None: a CRLF (or CR) file reads exactly as the same file with LF line ends
+        for number, line in enumerate(io.StringIO(text, newline=None), 1):
             if line.strip():
                 start = start or number
                 block.append(line)
@@ -260,9 +267,11 @@ def dumps(record: dict) -> str:
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> int:
-    """Write a whole file at once (tmp + rename): readers never see half of it."""
+    """Write a whole file at once (tmp + rename): readers never see half of it. The temporary
+    file is this process's own, so two processes writing the same file (two stages of one run
+    ingesting its corpus at once) cannot interleave their bytes: the last rename wins whole."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     n = 0
     with writing(path):
         with open(tmp, "w", encoding="utf-8") as f:

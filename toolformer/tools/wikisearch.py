@@ -253,8 +253,10 @@ def make_executor(corpus: str | Path | None = None, snippet_chars: int = DEFAULT
         query = " ".join(query.split())
         if not query:
             raise ToolError("empty query")
+        if len(query) > MAX_QUERY_CHARS:  # no search term is this long: say so rather than search a part
+            raise ToolError(f"query too long ({len(query)} characters; at most {MAX_QUERY_CHARS})")
         if index is None:
-            texts = [t for t in [_live_lookup(query[:MAX_QUERY_CHARS], language)] if t]
+            texts = [t for t in [_live_lookup(query, language)] if t]
         else:
             texts = [text for _, text, _ in index.search(query, top)]
         if not texts:

@@ -1,0 +1,16 @@
+"""`toolformer demo`: the main job end to end (toolformer/demo.py)."""
+from __future__ import annotations
+
+from toolformer.cli.flags import add_flags, from_args
+from toolformer.config import DemoSettings
+
+
+def cmd_demo(args) -> dict:
+    from toolformer.demo import demo
+    return demo(from_args(DemoSettings, args))
+
+
+def add_commands(sub, command) -> None:
+    p = command(sub, "demo", cmd_demo, "annotated math problems -> a 135M model that uses the calculator, "
+                                      "compared with the same finetuning without calls")
+    add_flags(p, DemoSettings)
