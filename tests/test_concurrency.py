@@ -189,7 +189,7 @@ def test_a_second_build_of_the_same_output_is_refused(tmp_path):
     write_synthetic_run(tmp_path / "r", n_calls=200, n_docs=50)
     out = tmp_path / "r" / layout.AUGMENTED
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time\nfrom pathlib import Path\nfrom toolformer.pipeline.stage import exclusive\n"
+        [sys.executable, "-c", "import time\nfrom pathlib import Path\nfrom toolformer.run.lock import exclusive\n"
          f"from toolformer.run.manifest import Run\nwith exclusive(Path({str(out)!r}), Run('r'), 'build'):\n"
          "    print('held', flush=True)\n    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:

@@ -127,7 +127,7 @@ def test_a_second_process_on_the_same_stage_is_refused(tmp_path):
     write_candidates(run, ["d0"])
     output = run.path / "calculator" / layout.EXECUTED
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time\nfrom pathlib import Path\nfrom toolformer.pipeline.stage import exclusive\n"
+        [sys.executable, "-c", "import time\nfrom pathlib import Path\nfrom toolformer.run.lock import exclusive\n"
          f"from toolformer.run.manifest import Run\nwith exclusive(Path({str(output)!r}), Run('r'), 'x'):\n"
          "    print('held', flush=True)\n    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:

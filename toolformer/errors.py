@@ -6,6 +6,8 @@ traceback. Subclasses keep the built-in class they replace (ValueError, FileNotF
 """
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """Something the user can fix; the message says what and how."""
@@ -17,3 +19,19 @@ class UserValueError(UserError, ValueError):
 
 class UserFileNotFound(UserError, FileNotFoundError):
     """An input file or run folder that is not there."""
+
+
+# OS errors the user fixes on the machine, not in our code
+FIXABLE_OS_ERRORS = {errno.ENOSPC: "the disk is full: free some space",
+                     errno.EDQUOT: "the disk quota is used up: free some space",
+                     errno.EROFS: "the file system is read-only: make the run folder writable",
+                     errno.EACCES: "permission denied: make the run folder writable",
+                     errno.EPERM: "permission denied: make the run folder writable"}
+
+
+def fixable(err: OSError, path=None) -> UserError | None:
+    """The one-line UserError for a disk-full or read-only failure (None for other OS errors)."""
+    if err.errno not in FIXABLE_OS_ERRORS:
+        return None
+    return UserError(f"cannot write {err.filename or path}: {FIXABLE_OS_ERRORS[err.errno]}, then run the "
+                     f"same command again to resume")

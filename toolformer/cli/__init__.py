@@ -7,20 +7,12 @@ printed as one JSON object on the last line of stdout. Human-readable output goe
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import json
 import sys
 
-from toolformer.errors import UserError
+from toolformer.errors import UserError, fixable
 
-# OS errors a user fixes on the machine, not in our code: one line saying what to do
-USER_ERRNOS = {
-    errno.ENOSPC: " (the disk is full: free space, then run the same command again to resume)",
-    errno.EDQUOT: " (disk quota exceeded: free space, then run the same command again to resume)",
-    errno.EACCES: " (permission denied: make it writable, then run the same command again)",
-    errno.EROFS: " (read-only file system: use a writable --runs-dir, then run the same command again)",
-}
 
 # modules that define add_commands(subparsers, command)
 COMMAND_MODULES = (
@@ -77,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         # anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:
-        if err.errno not in USER_ERRNOS:
+    except OSError as err:  # a full disk or a read-only folder outside the stages' own writes
+        user_error = fixable(err)
+        if user_error is None:
             raise
-        print(f"error: {err.filename or ''}: {err.strerror}" + USER_ERRNOS[err.errno], file=sys.stderr)
+        print(f"error: {user_error}", file=sys.stderr)
         return 2
     if isinstance(figures, int):  # a command that only reports success or failure
         return figures

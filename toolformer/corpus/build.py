@@ -27,7 +27,7 @@ from toolformer.config import BuildSettings
 from toolformer.corpus.calls import canonical_position, inline_result, insert_calls
 from toolformer.corpus.syntax import CallSyntax, get_syntax
 from toolformer.errors import UserFileNotFound, UserValueError
-from toolformer.pipeline.stage import exclusive
+from toolformer.run.lock import exclusive
 from toolformer.run import layout
 from toolformer.run.manifest import DEFAULT_SYNTAX, Run
 from toolformer.run.records import SCORED, BadRecord, ReadStats, read_documents, read_jsonl, write_jsonl_atomic

@@ -20,18 +20,16 @@ A new source of records (e.g. candidates from annotations) is a Stage subclass w
 """
 from __future__ import annotations
 
-import fcntl
-import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
 
 from toolformer.errors import UserError
 from toolformer.run import layout
+from toolformer.run.lock import exclusive
 from toolformer.run.manifest import Run, missing
-from toolformer.run.records import BadRecord, Document, ResumableWriter, read_jsonl, unfinished, writing
+from toolformer.run.records import BadRecord, Document, ResumableWriter, read_jsonl, unfinished
 from toolformer.tools import Tool
 
 CHUNK_DOCS = 8
@@ -76,30 +74,6 @@ class Stage:
 
 def producer(file_name: str) -> str:
     return next(kind for kind, name in layout.STAGE_OUTPUT.items() if name == file_name)
-
-
-@contextmanager
-def exclusive(path: Path, run: Run, stage: str):
-    """Hold `path`.lock for as long as this process writes `path`; refuse at once if another does."""
-    lock_path = path.with_name(path.name + layout.LOCK_SUFFIX)
-    with writing(lock_path):
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            for _ in range(20):  # the holder writes its PID just after it takes the lock
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-                if holder:
-                    break
-                time.sleep(0.05)
-            raise UserError(f"run {run.name}: {stage} is already running in process {holder or '?'} "
-                            f"(it holds {lock_path}); wait for it to end or stop it") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def read_inputs(stage: Stage, docs: list[Document]) -> dict[str, list[dict]]:

@@ -13,7 +13,6 @@ of a file is not part of its first record, and a CRLF .txt corpus reads as the s
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import gzip
 import io
 import json
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from toolformer.errors import UserError, UserFileNotFound, UserValueError
+from toolformer.errors import UserError, UserFileNotFound, UserValueError, fixable
 from toolformer.run.layout import PROGRESS_SUFFIX
 
 NoneType = type(None)
@@ -243,23 +242,16 @@ def read_documents(path: str | Path, skip_bad: bool = False, stats: ReadStats | 
 
 # write failures the user can fix; what stays on disk is always a committed state, so the same
 # command run again once the cause is fixed resumes with nothing lost
-_FIXABLE_WRITE = {errno.ENOSPC: "the disk is full: free some space",
-                  errno.EDQUOT: "the disk quota is used up: free some space",
-                  errno.EROFS: "the file system is read-only: make the run folder writable",
-                  errno.EACCES: "permission denied: make the run folder writable",
-                  errno.EPERM: "permission denied: make the run folder writable"}
-
-
 @contextmanager
 def writing(path: str | Path):
     """Turn a disk-full or read-only failure while writing `path` into one clear UserError."""
     try:
         yield
     except OSError as err:
-        if err.errno not in _FIXABLE_WRITE:
+        user_error = fixable(err, path)
+        if user_error is None:
             raise
-        raise UserError(f"cannot write {err.filename or path}: {_FIXABLE_WRITE[err.errno]}, then run the "
-                        f"same command again to resume") from err
+        raise user_error from err
 
 
 def dumps(record: dict) -> str:

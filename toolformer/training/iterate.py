@@ -31,7 +31,7 @@ from pathlib import Path
 from toolformer.config import (ExecuteSettings, FilterSettings, FinetuneSettings, IterateSettings, RunSettings,
                                SampleSettings)
 from toolformer.errors import UserValueError
-from toolformer.pipeline.stage import exclusive
+from toolformer.run.lock import exclusive
 from toolformer.run import layout
 from toolformer.run.manifest import Run
 from toolformer.run.records import read_jsonl, writing
