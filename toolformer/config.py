@@ -185,32 +185,34 @@ class FinetuneSettings:
 # ---- generate
 
 @dataclass(frozen=True)
-class GenerateSettings:
-    """`toolformer generate`: greedy decoding with live tool calls."""
+class DecodingSettings:
+    """What decodes and how calls start: shared by `generate` and `eval`."""
     model: str | None = opt(None, "hub id, local folder, .gguf file or embedded alias "
                                   "(default: the adapter's base model, else smollm2-135m-instruct)")
     adapter: str | None = opt(None, "LoRA adapter folder written by `toolformer finetune`")
-    tools: str = opt("on", "off: calls banned (the baseline)", choices=("on", "off"))
-    allow_tools: str | None = opt(None, "comma-separated tools the model may call (default: all)")
     syntax: str | None = opt(None, "call syntax (default: the adapter's, else toolformer)")
     top_k: int = opt(10, "start a call when the start marker is in the top k (1: greedy)")
     max_calls: int = opt(1, "calls per input at most")
-    max_new_tokens: int = opt(64, "tokens generated per prompt at most")
-    batch_size: int = opt(8, "prompts decoded together")
     tool_retriever: str | None = opt(None, "offer each input only its top tools by this retriever "
                                            "(bm25, a model, or a `toolformer retriever train` folder)")
     tools_per_input: int = opt(1, "tools offered per input with --tool-retriever")
 
 
+@dataclass(frozen=True)
+class GenerateSettings(DecodingSettings):
+    """`toolformer generate`: greedy decoding with live tool calls."""
+    tools: str = opt("on", "off: calls banned (the baseline)", choices=("on", "off"))
+    allow_tools: str | None = opt(None, "comma-separated tools the model may call (default: all)")
+    max_new_tokens: int = opt(64, "tokens generated per prompt at most")
+    batch_size: int = opt(8, "prompts decoded together")
+
+
 # ---- evaluate
 
-@dataclass(frozen=True)
-class EvalSettings:
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings(DecodingSettings):
     """`toolformer eval`: one benchmark, zero-shot, with tools on and/or off."""
     benchmark: str = opt(help="benchmark name (listed below)")
-    model: str | None = opt(None, "hub id, local folder, .gguf file or embedded alias "
-                                  "(default: the adapter's base model, else smollm2-135m-instruct)")
-    adapter: str | None = opt(None, "LoRA adapter folder written by `toolformer finetune`")
     data_dir: str | None = opt(None, "folder with math/, lama/, qa/ files (default: $TOOLFORMER_DATA)")
     data_file: str | None = opt(None, "one JSONL file with the benchmark's rows (overrides --data-dir)")
     hub: str | None = opt(None, "dataset id[:config] for datasets.load_dataset (needs a connection)")
@@ -224,9 +226,6 @@ class EvalSettings:
     tools: str = opt("both", "decode with tools on, off, or both (a paired comparison)", choices=("on", "off", "both"))
     allow_tools: str | None = opt(None, "comma-separated tools the model may call "
                                         "(default: all but those the paper withholds from the task)")
-    syntax: str | None = opt(None, "call syntax (default: the adapter's, else toolformer)")
-    top_k: int = opt(10, "start a call when the start marker is in the top k")
-    max_calls: int = opt(1, "calls per answer")
     batch_size: int = opt(16, "prompts decoded together")
     max_new_tokens: int | None = opt(None, "default: per benchmark (math 64, LAMA 32, QA 64, dateset 40)")
     out: str | None = opt(None, "output folder (default: runs/eval/<model or adapter>); a re-run with the "
@@ -234,9 +233,6 @@ class EvalSettings:
     table: str | None = opt(None, "append a row to this markdown results table")
     seed: int = opt(0, "subset and dateset seed")
     progress: bool = opt(True, "show progress bars")
-    tool_retriever: str | None = opt(None, "offer each input only its top tools by this retriever "
-                                           "(bm25, a model, or a `toolformer retriever train` folder)")
-    tools_per_input: int = opt(1, "tools offered per input with --tool-retriever")
 
 
 @dataclass(frozen=True)
