@@ -28,3 +28,29 @@ def test_a_user_error_is_one_line_without_traceback(tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
     assert "Traceback" not in err and "nothing-here" in err
 
+
+
+def test_flags_are_generated_from_a_settings_dataclass():
+    import argparse
+    from dataclasses import dataclass
+
+    from toolformer.cli.flags import add_flags, from_args, opt
+
+    @dataclass(frozen=True)
+    class Settings:
+        name: str = opt(help="required")
+        steps: int = opt(30, "steps")
+        limit: int | None = opt(None, "optional")
+        quiet: bool = opt(False, "a switch")
+        progress: bool = opt(True, "on unless --no-progress")
+        run: list[str] | None = opt(None, "repeatable", repeat=True)
+        ray: str | None = opt(None, "bare flag means local", const="local")
+
+    parser = argparse.ArgumentParser()
+    add_flags(parser, Settings)
+    s = from_args(Settings, parser.parse_args(["--name", "x", "--run", "a", "--run", "b", "--ray", "--no-progress"]))
+    assert s == Settings(name="x", steps=30, limit=None, quiet=False, progress=False, run=["a", "b"], ray="local")
+    s = from_args(Settings, parser.parse_args(["--name", "y", "--steps", "5", "--limit", "2", "--quiet", "--ray", "auto"]))
+    assert (s.steps, s.limit, s.quiet, s.progress, s.run, s.ray) == (5, 2, True, True, None, "auto")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--steps", "5"])  # --name is required

@@ -33,8 +33,9 @@ class RunSettings:
     chunk_docs: int = opt(8, "documents per committed chunk: a killed stage redoes at most one chunk")
     no_progress: bool = opt(False, "no progress bars")
     # not recorded with a stage: its output is the same with or without Ray, so a run may switch
-    ray: str | None = opt(None, "run the model stages on Ray workers: local (a cluster on this machine), "
-                                "auto (the cluster this node is in) or a cluster address", metavar="ADDRESS")
+    ray: str | None = opt(None, "run the model stages on Ray workers: local (a cluster on this machine; "
+                                "also a bare --ray), auto (the cluster this node is in) or a cluster address",
+                          metavar="ADDRESS", const="local")
     workers: int | None = opt(None, "Ray workers, each holding one model (default: one per GPU of the cluster, "
                                     "else one per 4 CPUs)")
 
@@ -262,9 +263,8 @@ class RetrieverToolSet:
 class RetrieverData(RetrieverToolSet):
     """Where `retriever train` and `retriever eval` take their queries from."""
     queries: str | None = opt(None, "JSONL {query, tool} or APIBench records {code, api_call}")
-    # a repeatable flag (--run A --run B), which flags.py cannot generate: cli/retriever.py adds it
     run: list[str] | None = opt(None, "a curated run: its kept calls become (text before call -> tool); "
-                                      "repeatable", cli=False)
+                                      "repeatable", repeat=True)
     min_usefulness: float | None = opt(None, "with --run: take every scored call with usefulness ≥ this "
                                              "instead of the kept ones")
     runs_dir: str = opt("runs", "folder holding runs")

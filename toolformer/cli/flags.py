@@ -2,8 +2,9 @@
 
 A field `max_new_tokens: int = opt(32, "length cap")` becomes `--max-new-tokens N` (default 32);
 `bool` fields with a False default become switches; `X | None` fields take an X or stay None;
-`list[str]` fields take several values. `opt(..., positional=True)` makes a positional argument,
-`flag="--x"` another spelling, `choices=` a closed set.
+`list[str]` fields take several values after one flag, or with `repeat=True` one value per
+repeated flag (--run A --run B). `opt(..., positional=True)` makes a positional argument,
+`flag="--x"` another spelling, `choices=` a closed set, `const=` the value of the bare flag.
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from typing import Any
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
         choices: tuple | None = None, metavar: str | None = None, positional: bool = False,
-        cli: bool = True, factory=None) -> Any:
+        cli: bool = True, factory=None, repeat: bool = False, const: Any = None) -> Any:
     """A settings field with its help text. cli=False: set by code, never a flag."""
     meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar,
-            "positional": positional, "cli": cli}
+            "positional": positional, "cli": cli, "repeat": repeat, "const": const}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -65,8 +66,12 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
                 kwargs["action"] = "store_true"
         else:
             kwargs["type"] = kind
-            if many:
+            if many and meta.get("repeat"):
+                kwargs["action"] = "append"
+            elif many:
                 kwargs["nargs"] = "+" if required else "*"
+            if meta.get("const") is not None:
+                kwargs["nargs"], kwargs["const"] = "?", meta["const"]
             if not (meta.get("positional") and required):
                 kwargs["default"] = default
         if meta.get("positional"):

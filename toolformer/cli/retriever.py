@@ -10,12 +10,10 @@ a causal LM used as an embedder (e.g. the embedded "smollm2-135m-instruct"), or 
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 from toolformer.cli.flags import add_flags, from_args
-from toolformer.config import (RetrieverData, RetrieverEvalSettings, RetrieverSearchSettings,
-                               RetrieverTrainSettings)
+from toolformer.config import RetrieverEvalSettings, RetrieverSearchSettings, RetrieverTrainSettings
 
 METRIC_COLUMNS = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")
 
@@ -63,12 +61,6 @@ def cmd_search(args) -> dict:
     return {"text": s.text, "ranked": [{"tool": n, "score": round(score, 4)} for n, score in ranked]}
 
 
-def _add_run_flag(parser) -> None:
-    """--run, repeatable: the one data flag add_flags cannot generate."""
-    run = next(f for f in dataclasses.fields(RetrieverData) if f.name == "run")
-    parser.add_argument("--run", action="append", help=run.metadata["help"])
-
-
 def add_commands(sub, command) -> None:
     parser = sub.add_parser("retriever", help="embedding-based tool retriever: train, eval, search",
                             description=__doc__.splitlines()[0])
@@ -79,5 +71,3 @@ def add_commands(sub, command) -> None:
             ("search", cmd_search, RetrieverSearchSettings, "rank the tools for one text")):
         p = command(rsub, name, func, help_text)
         add_flags(p, settings)
-        if issubclass(settings, RetrieverData):
-            _add_run_flag(p)
