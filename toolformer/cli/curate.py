@@ -18,7 +18,7 @@ import sys
 from toolformer.cli.flags import add_flags, from_args
 from toolformer.config import ExecuteSettings, FilterSettings, RunSettings, SampleSettings
 from toolformer.pipeline.curate import curate
-from toolformer.tools import TOOL_MODULES
+from toolformer.tools import TOOL_KEYS
 
 ANNOTATION_LOSSES = ("other_tools", "inside_a_token", "at_the_end", "duplicates")
 SUMMARY_KEYS = ("documents", "windows", "positions", "candidates", "executed_ok", "executed_failed", "kept")
@@ -85,9 +85,9 @@ def add_commands(sub, command) -> None:
         p = command(sub, name, _runner(stages), help)
         add_flags(p, RunSettings, skip=() if "sample" in stages else CORPUS_FLAGS)
         if name == "curate":
-            p.add_argument("--tools", help=f"comma-separated (default all: {','.join(TOOL_MODULES)})")
+            p.add_argument("--tools", help=f"comma-separated (default all: {','.join(TOOL_KEYS)})")
         else:
-            p.add_argument("--tool", required=True, help=f"one of: {', '.join(TOOL_MODULES)}")
+            p.add_argument("--tool", required=True, help=f"one of: {', '.join(TOOL_KEYS)}")
         # --window is the sampler's; filter takes it from the run (and refuses another value)
         add_flags(p, SampleSettings, skip=(("window",) if name == "filter" else ()) +
                   (() if name == "curate" else RETRIEVER_FLAGS))

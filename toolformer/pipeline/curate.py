@@ -19,7 +19,7 @@ from toolformer.config import ExecuteSettings, FilterSettings, RunSettings, Samp
 from toolformer.run.manifest import Run
 from toolformer.corpus.syntax import get_syntax
 from toolformer.errors import UserValueError
-from toolformer.tools import TOOL_MODULES, Tool, get_tool
+from toolformer.tools import TOOL_KEYS, Tool, get_tool
 
 STAGES = ("sample", "execute", "filter")
 FILTER_MODELS = ("base", "sampler")
@@ -122,7 +122,7 @@ class Pipeline:
 def resolve_tools(names: list[str] | str | None) -> list[Tool]:
     """Tools by name ("calculator,qa" or a list); None: every registered tool."""
     if names is None:
-        names = list(TOOL_MODULES)
+        names = list(TOOL_KEYS)
     elif isinstance(names, str):
         names = names.split(",")
     return [get_tool(n.strip()) for n in names]

@@ -15,7 +15,6 @@ from toolformer.tools.base import (TOOLS, CallResult, Executor, Tool, ToolError,
 from toolformer.tools import calculator, calendar, wikisearch, qa  # noqa: E402,F401
 
 TOOL_KEYS: tuple[str, ...] = tuple(TOOLS.names())  # ("calculator", "calendar", "wikisearch", "qa")
-TOOL_MODULES = TOOL_KEYS  # the former name, still imported by curate, decoder and evaluate
 
 
 def get_tool(name: str) -> Tool:
@@ -27,5 +26,5 @@ def all_tools() -> list[Tool]:
     return [TOOLS.get(key) for key in TOOL_KEYS]
 
 
-__all__ = ["TOOLS", "TOOL_KEYS", "TOOL_MODULES", "CallResult", "Executor", "Tool", "ToolError",
+__all__ = ["TOOLS", "TOOL_KEYS", "CallResult", "Executor", "Tool", "ToolError",
            "all_tools", "get_tool", "load_prompt", "register", "run_call"]
