@@ -121,3 +121,26 @@ def test_two_data_parallel_processes_write_the_outputs_once(run, tiny_dir, tmp_p
     assert figures["steps"] == 2 and figures["tokens_seen"] > 0
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((out / "finetune.json").read_text())["steps"] == 2
+
+
+def test_a_finetune_killed_with_sigkill_resumes_from_its_last_checkpoint(run, tiny_dir, tmp_path):
+    import signal
+    import time
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "toolformer.cli", "finetune", "--runs-dir", str(run.parent), "--run", run.name,
+           "--model", tiny_dir, "--out", str(out), "--max-steps", "40", "--batch-size", "4", "--eval-steps", "4",
+           "--max-length", "64", "--lr", "0.05", "--no-progress", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    first = out / "checkpoints" / "checkpoint-8" / "trainer_state.json"
+    deadline = time.time() + 240
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists() and not (out / "adapter").exists()  # killed mid-run, before the end
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    step = int(figures["resumed_from"].split("-")[1])
+    assert step >= 8 and figures["steps"] == 40 and (out / "adapter" / "adapter_config.json").exists()
