@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,18 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     tiny_llama(len(tokenizer), layers=1).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@contextmanager
+def lock_held_elsewhere(output: Path, run_name: str, stage: str):
+    """Another process holding the lock on `output`, as a running stage does; yields its PID."""
+    code = ("import time\nfrom pathlib import Path\nfrom toolformer.run.lock import exclusive\n"
+            f"from toolformer.run.manifest import Run\nwith exclusive(Path({str(output)!r}), Run({run_name!r}), "
+            f"{stage!r}):\n    print('held', flush=True)\n    time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

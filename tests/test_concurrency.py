@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import lock_held_elsewhere
 from synthetic_run import write_synthetic_run
 from toolformer.run import layout
 
@@ -188,16 +189,8 @@ def test_a_second_build_of_the_same_output_is_refused(tmp_path):
     from toolformer.errors import UserError
     write_synthetic_run(tmp_path / "r", n_calls=200, n_docs=50)
     out = tmp_path / "r" / layout.AUGMENTED
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time\nfrom pathlib import Path\nfrom toolformer.run.lock import exclusive\n"
-         f"from toolformer.run.manifest import Run\nwith exclusive(Path({str(out)!r}), Run('r'), 'build'):\n"
-         "    print('held', flush=True)\n    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(UserError, match=rf"run r: build of augmented is already running in process {holder.pid} "):
+    with lock_held_elsewhere(out, "r", "build") as pid:
+        with pytest.raises(UserError, match=rf"run r: build of augmented is already running in process {pid} "):
             build_augmented(tmp_path / "r")
-    finally:
-        holder.kill()
-        holder.wait()
     assert not out.exists()
     assert build_augmented(tmp_path / "r")["documents"] == 50  # the lock goes with its process

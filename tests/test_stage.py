@@ -4,13 +4,12 @@ import json
 import multiprocessing
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from conftest import lock_held_elsewhere
 from synthetic_run import write_synthetic_run
 from toolformer.config import FilterSettings, RunSettings, SampleSettings
 from toolformer.errors import UserError
@@ -126,17 +125,9 @@ def test_a_second_process_on_the_same_stage_is_refused(tmp_path):
     run = Run("r", tmp_path)
     write_candidates(run, ["d0"])
     output = run.path / "calculator" / layout.EXECUTED
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time\nfrom pathlib import Path\nfrom toolformer.run.lock import exclusive\n"
-         f"from toolformer.run.manifest import Run\nwith exclusive(Path({str(output)!r}), Run('r'), 'x'):\n"
-         "    print('held', flush=True)\n    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(UserError, match=rf"run r: execute/calculator is already running in process {holder.pid} "):
+    with lock_held_elsewhere(output, "r", "x") as pid:
+        with pytest.raises(UserError, match=rf"run r: execute/calculator is already running in process {pid} "):
             execute(tmp_path)
-    finally:
-        holder.kill()
-        holder.wait()
     assert execute(tmp_path)["executed_ok"] == 1  # the lock goes with its process
 
 
