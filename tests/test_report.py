@@ -217,6 +217,17 @@ def test_kept_flag_that_disagrees_with_tau_is_reported(tmp_path):
         "1 scored calls have a kept flag that disagrees with usefulness ≥ τ_f = 0.5 (τ_f from the manifest)"]
 
 
+def test_a_run_that_kept_every_call_has_a_report(tmp_path):
+    """τ_f = -inf (an iterate seed with --seed-filter all keeps every call that executes): the page,
+    figures and what-if table are written, with no threshold drawn and every scored call kept."""
+    run = make_run(tmp_path / "runs", calc_tau=float("-inf"))
+    figures = report.write_report(run)
+    calculator = figures["tools"]["calculator"]
+    assert calculator["kept"] == calculator["scored"] > 0 and calculator["tau_f"] == float("-inf")
+    assert page_data(Path(figures["html"]).read_text())["tools"][0]["tau"] is None
+    assert "## Calculator (τ_f = -inf)" in Path(figures["md"]).read_text()
+
+
 def test_run_without_manifest_or_documents(tmp_path):
     run = make_run(tmp_path / "runs")
     (run / "manifest.json").unlink()

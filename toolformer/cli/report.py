@@ -1,4 +1,5 @@
-"""`toolformer report` (report.html and report.md of a run) and `toolformer show` (a terminal table)."""
+"""`toolformer report` (report.html and report.md of a run, or of an iterate folder's rounds side by
+side) and `toolformer show` (a terminal table)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,9 +12,20 @@ STATUS_FLAGS = ("kept", "filtered", "failed")  # ShowSettings fields given as ex
 
 def cmd_report(args) -> dict:
     from toolformer.report import report_run
-    figures = report_run(from_args(ReportSettings, args))
-    print(f"wrote {figures['html']} ({figures['html_bytes'] / 1e6:.2f} MB, {figures['examples_embedded']:,} of "
-          f"{figures['records']:,} calls embedded) and {figures['md']} in {figures['seconds']:.1f} s")
+    from toolformer.report.rounds import is_iterate_folder
+    from toolformer.report.rounds_page import report_rounds
+    from toolformer.run.manifest import Run
+    settings = from_args(ReportSettings, args)
+    path = Run(settings.run, settings.runs_dir).path
+    if is_iterate_folder(path):  # `toolformer iterate`'s folder: its rounds side by side
+        figures = report_rounds(settings, path)
+        written = sum(r["report"] is not None for r in figures["rounds"])
+        print(f"wrote {figures['html']} and {figures['md']}, the rounds side by side ({len(figures['rounds'])}, "
+              f"{written} with a report of their own) in {figures['seconds']:.1f} s")
+    else:
+        figures = report_run(settings)
+        print(f"wrote {figures['html']} ({figures['html_bytes'] / 1e6:.2f} MB, {figures['examples_embedded']:,} of "
+              f"{figures['records']:,} calls embedded) and {figures['md']} in {figures['seconds']:.1f} s")
     for warning in figures["warnings"]:
         print(f"warning: {warning}")
     if "load_s" in figures:
@@ -29,7 +41,8 @@ def cmd_show(args) -> dict:
 
 def add_commands(sub, command) -> None:
     p = command(sub, "report", cmd_report,
-                "write runs/RUN/report.html (self-contained) and report.md: funnels, usefulness, examples")
+                "write runs/RUN/report.html (self-contained) and report.md: funnels, usefulness, examples; "
+                "on an iterate folder, its rounds side by side (and each round's own report)")
     add_flags(p, ReportSettings)
     p = command(sub, "show", cmd_show, "print a run's calls of one tool as a table in the terminal")
     add_flags(p, ShowSettings, skip=STATUS_FLAGS)

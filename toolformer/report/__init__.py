@@ -2,10 +2,11 @@
 
     toolformer report --run NAME [--compare OTHER]   runs/NAME/report.html (+ report.md, report-*.png)
     toolformer show --run NAME --tool T [--kept|--filtered|--failed] [--top N]   a terminal table
+    toolformer report --run ITERATE_NAME             an iterate folder: its rounds side by side
 
 Modules: summary (reading a run: manifest and per-tool statistics), examples (the rows the page
 embeds), tables, figures, html and md (the two renderings), write (the files), show (the
-terminal view); static/ holds the page's CSS, script and fixed HTML.
+terminal view), rounds and rounds_page (an iterate folder's rounds); static/ holds the page's CSS, script and fixed HTML.
 """
 from __future__ import annotations
 

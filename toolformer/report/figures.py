@@ -39,16 +39,17 @@ def _usefulness_panel(ax, t: ToolSummary) -> None:
     if not u.size:
         _no_calls(ax)
         return
-    lo, hi = _histogram_range(u, [t.tau_f] if t.tau_f is not None else [])
+    tau = t.threshold
+    lo, hi = _histogram_range(u, [tau] if tau is not None else [])
     outside = int(((u < lo) | (u > hi)).sum())
     clipped = np.clip(u, lo, hi)  # the rare outliers land in the edge bins; the title says how many
     width = (hi - lo) / 60
-    start = lo if t.tau_f is None else t.tau_f - np.ceil((t.tau_f - lo) / width) * width  # τ_f on a bin edge
+    start = lo if tau is None else tau - np.ceil((tau - lo) / width) * width  # τ_f on a bin edge
     ax.hist([clipped[~kept], clipped[kept]], bins=np.arange(start, hi + width, width), stacked=True,
             color=[FILTERED_COLOR, KEPT_COLOR],
             label=[f"filtered ({(~kept).sum():,})", f"kept ({kept.sum():,})"])
-    if t.tau_f is not None:
-        ax.axvline(t.tau_f, color=TAU_COLOR, linestyle="--", linewidth=1.5, label=f"τ_f = {t.tau_f:g}")
+    if tau is not None:
+        ax.axvline(tau, color=TAU_COLOR, linestyle="--", linewidth=1.5, label=f"τ_f = {tau:g}")
     title = f"{t.name}: usefulness of {u.size:,} scored calls"
     ax.set_title(title + (f"\n({outside:,} outliers drawn in the edge bins)" if outside else ""), fontsize=10)
     ax.set_xlabel("usefulness  L⁻ − L⁺")
@@ -98,14 +99,14 @@ def compare_figure(run: RunSummary, other: RunSummary) -> bytes:
         if not values.size:
             ax.set_axis_off()
             continue
-        lo, hi = _histogram_range(values, [t.tau_f for _, t in pair if t.tau_f is not None])
+        lo, hi = _histogram_range(values, [t.threshold for _, t in pair if t.threshold is not None])
         for (name, t), color in zip(pair, ("#1565c0", "#ef6c00")):
             if t.usefulness.size:
                 ax.hist(np.clip(t.usefulness, lo, hi), bins=np.linspace(lo, hi, 41), histtype="step",
                         linewidth=1.8, color=color, label=f"{name} ({t.usefulness.size:,})",
                         weights=np.full(t.usefulness.size, 1 / t.usefulness.size))
-            if t.tau_f is not None:
-                ax.axvline(t.tau_f, color=color, linestyle="--", linewidth=1)
+            if t.threshold is not None:
+                ax.axvline(t.threshold, color=color, linestyle="--", linewidth=1)
         ax.set_title(pair[0][1].name, fontsize=10)
         ax.set_xlabel("usefulness  L⁻ − L⁺")
         ax.set_ylabel("share of calls")

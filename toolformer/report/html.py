@@ -132,7 +132,7 @@ def _compare_html(report: Report) -> str:
 def _page_data(report: Report) -> dict:
     """The JSON blob the page's script reads."""
     run = report.run
-    tools = [{"key": t.key, "name": t.name, "tau": t.tau_f, "scored": len(t.usefulness),
+    tools = [{"key": t.key, "name": t.name, "tau": t.threshold, "scored": len(t.usefulness),
               "records": t.records, "kept": t.counts["kept"]} for t in run.tools]
     return {"run": run.name, "tools": tools, "rows": report.rows, "records": run.records,
             "seed": report.seed, "whatif": what_if_grid(run)}

@@ -6,6 +6,8 @@ all its records in memory.
 """
 from __future__ import annotations
 
+import math
+
 import json
 import re
 from collections import Counter
@@ -149,6 +151,12 @@ class ToolSummary:
     line_useful: np.ndarray = field(default_factory=lambda: np.zeros(0))
     line_status: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     first_line_of_error: dict = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float | None:
+        """τ_f where it is a number to draw or tabulate; None when unknown or -inf (every call kept,
+        e.g. an iterate seed with --seed-filter all)."""
+        return self.tau_f if self.tau_f is not None and math.isfinite(self.tau_f) else None
 
     def count(self, label: str) -> int | None:
         return next((s["count"] for s in self.funnel if s["label"] == label), None)

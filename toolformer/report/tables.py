@@ -80,7 +80,7 @@ def overview_table(run: RunSummary) -> Table:
 
 
 def what_if_thresholds(run: RunSummary) -> list[float]:
-    own = [t.tau_f for t in run.tools if t.tau_f is not None]
+    own = [t.threshold for t in run.tools if t.threshold is not None]
     return sorted(set(WHAT_IF_THRESHOLDS) | set(own))
 
 
@@ -98,7 +98,7 @@ def what_if_table(run: RunSummary) -> Table:
 def what_if_grid(run: RunSummary, step: float = 0.05, max_steps: int = 400) -> dict:
     """Kept counts per tool on a fine threshold grid, for the page's slider."""
     values = np.concatenate([t.usefulness for t in run.tools] + [np.zeros(0)])
-    taus = [t.tau_f for t in run.tools if t.tau_f is not None] or [0.0]
+    taus = [t.threshold for t in run.tools if t.threshold is not None] or [0.0]
     lo = np.floor(min(np.percentile(values, 1) if values.size else 0, min(taus) - 1))
     hi = np.ceil(max(np.percentile(values, 99) if values.size else 0, max(taus) + 1))
     lo = max(lo, hi - step * max_steps)
