@@ -65,6 +65,17 @@ def test_training_lowers_the_loss_and_saves_adapter_and_merged(run, tiny_dir, tm
     assert mean_loss(merged, tok, texts) == pytest.approx(after, abs=1e-4)
 
 
+def test_the_command_takes_a_corpus_and_an_output_folder_without_a_run(run, tiny_dir, tmp_path, capsys):
+    from toolformer.cli import main
+    out = tmp_path / "model"
+    flags = ["--model", tiny_dir, "--max-steps", "1", "--batch-size", "4", "--max-length", "64", "--no-progress"]
+    assert main(["finetune", "--data", str(run / "augmented"), *flags]) == 2
+    assert "finetune needs --run (its augmented corpus and model folder), or both --data and --out" \
+        in capsys.readouterr().err
+    assert main(["finetune", "--data", str(run / "augmented"), "--out", str(out), *flags]) == 0
+    assert (out / "adapter" / "adapter_config.json").exists() and json.loads((out / "finetune.json").read_text())["steps"] == 1
+
+
 def test_resume_continues_where_it_stopped(run, tiny_dir, tmp_path):
     from safetensors.torch import load_file
     from transformers import TrainerCallback

@@ -1,6 +1,8 @@
 """`toolformer finetune --run NAME`: finetune a model on the run's augmented corpus (LoRA or full)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from toolformer.cli.flags import add_flags, from_args
 from toolformer.config import FinetuneSettings
 
@@ -13,9 +15,15 @@ GPU_SETTINGS = (
 
 
 def cmd_finetune(args) -> dict | None:
+    from toolformer.errors import UserValueError
     from toolformer.training.finetune import finetune
     from toolformer.run.manifest import Run
-    figures = finetune(Run(args.run, args.runs_dir).path, from_args(FinetuneSettings, args))
+    settings = from_args(FinetuneSettings, args)
+    if args.run is None and not (settings.data and settings.out_dir):
+        raise UserValueError("finetune needs --run (its augmented corpus and model folder), "
+                             "or both --data and --out")
+    run_dir = Run(args.run, args.runs_dir).path if args.run else Path(settings.out_dir)
+    figures = finetune(run_dir, settings)
     if not figures["main_process"]:  # data-parallel: the first process reports
         return None
     ppl = figures["best_perplexity"]
@@ -29,6 +37,7 @@ def cmd_finetune(args) -> dict | None:
 def add_commands(sub, command) -> None:
     p = command(sub, "finetune", cmd_finetune, "finetune a model on the augmented corpus (LoRA or full)")
     p.epilog = GPU_SETTINGS
-    p.add_argument("--run", required=True, help="run name: reads RUNS_DIR/NAME/augmented, writes RUNS_DIR/NAME/model")
+    p.add_argument("--run", help="run name: reads RUNS_DIR/NAME/augmented, writes RUNS_DIR/NAME/model "
+                                 "(not needed with --data and --out)")
     p.add_argument("--runs-dir", default="runs")
     add_flags(p, FinetuneSettings)
