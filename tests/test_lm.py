@@ -1,9 +1,13 @@
 """The backend's shared-prefix cache: a prompt every row shares is encoded once, and nothing a
-stage reads changes because of it."""
+stage reads changes because of it. Sampling: contexts held once, slots refilled, stop strings
+searched only after tokens that may end one, bfloat16 copies: samples equal plain decoding."""
 import numpy as np
 import pytest
+import torch
 
-from toolformer.lm.hf import HFBackend
+from conftest import tiny_llama
+from toolformer.lm.backend import Sample
+from toolformer.lm.hf import HFBackend, _check_stop
 
 
 @pytest.fixture()
@@ -67,3 +71,99 @@ def test_position_scores_and_samples_from_retained_caches_are_unchanged(backends
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-5)
     assert samples_on == samples_off
+
+
+# ---- sampling: shared contexts, refilled slots and flagged stop checks change no sample
+
+STOP = ("→", "->", "]")
+
+
+@pytest.fixture(scope="module")
+def favouring(tokenizer):
+    """A backend whose samples are mostly call-like tokens, so that they hit stops at varied steps."""
+    from conftest import CALL_TOKENS, favouring_llama
+    return HFBackend(favouring_llama(tokenizer, CALL_TOKENS + ["]", "\n"]), tokenizer, max_batch_tokens=256)
+
+
+def plain_sample(lm, prefix, seed, max_new):
+    """One sample, the whole sequence through the model at every step, no cache at all."""
+    gen, draws = [], torch.Generator().manual_seed(seed)
+    for _ in range(max_new):
+        with torch.inference_mode():
+            logits = lm.model(torch.tensor([prefix + gen])).logits[0, -1].float()
+        cdf = torch.softmax(logits, -1).cumsum(-1)
+        gen.append(int(torch.searchsorted(cdf, torch.rand(1, generator=draws)).clamp(max=len(cdf) - 1)))
+        done = _check_stop(lm.decode(gen), STOP)
+        if done is not None:
+            return done
+    return Sample(lm.decode(gen), None)
+
+
+def sampling_case(lm, rng):
+    """Prefixes continuing three scored windows (positions inside each, several samples per
+    position, call openings of 1 to 3 tokens) and two prefixes no scoring pass covers."""
+    prompt = rng.integers(5, 2000, 70).tolist()
+    windows = [prompt + rng.integers(5, 2000, n).tolist() for n in (12, 20, 9)]
+    openings = [lm.encode(" ["), lm.encode(" [Calculator("), lm.encode("[")]
+    prefixes = [w[:70 + i] + openings[(i + r) % 3] for w in windows for i in (2, 5, 8) for r in range(3)]
+    prefixes += [rng.integers(5, 2000, 30).tolist(), rng.integers(5, 2000, 4).tolist()]
+    return windows, prefixes, list(range(100, 100 + len(prefixes)))
+
+
+def test_samples_equal_plain_decoding_one_at_a_time(favouring):
+    lm = favouring
+    windows, prefixes, seeds = sampling_case(lm, np.random.default_rng(4))
+    lm.next_token_logprobs(windows, [70, 70, 70], [10], retain_cache=True)
+    small = HFBackend(lm.model, lm.tokenizer, max_sample_rows=4)  # slots refilled, then the batch shrinks
+    small._retained = lm._retained
+    got = small.sample(prefixes, seeds, STOP, max_new_tokens=8)
+    lm.release()
+    want = [plain_sample(lm, p, s, 8) for p, s in zip(prefixes, seeds)]
+    assert got == want
+    assert {s.stop for s in got} >= {None, "]"} and len({s.text for s in got}) > 10  # varied endings
+
+
+def test_samples_do_not_depend_on_the_batch(favouring):
+    lm = favouring
+    windows, prefixes, seeds = sampling_case(lm, np.random.default_rng(5))
+    runs = []
+    for rows, order in ((1, None), (3, "reversed"), (64, None), (64, "mixed")):
+        backend = HFBackend(lm.model, lm.tokenizer, max_batch_tokens=256, max_sample_rows=rows)
+        backend.next_token_logprobs(windows, [70, 70, 70], [10], retain_cache=True)
+        ps, ss = list(prefixes), list(seeds)
+        if order == "reversed":
+            ps, ss = ps[::-1], ss[::-1]
+        if order == "mixed":  # other rows in the same batch
+            other, _, _ = sampling_case(lm, np.random.default_rng(6))
+            ps, ss = ps + [w[:75] for w in other], ss + [7, 8, 9]
+        out = dict(zip(ss, backend.sample(ps, ss, STOP, max_new_tokens=8)))
+        runs.append([out[s] for s in seeds])
+    assert all(run == runs[0] for run in runs[1:])
+
+
+def test_the_text_is_read_after_every_token_that_may_end_a_stop(tokenizer):
+    """Checking the text only after flagged tokens finds the same first stop as checking it
+    after every token, also when "→" arrives split into its three bytes."""
+    lm = HFBackend(tiny_llama(len(tokenizer)), tokenizer)
+    byte_ids = tokenizer.convert_tokens_to_ids(["â", "Ĩ", "Ĵ"])  # byte-level tokens of e2 86 92
+    assert lm.decode(byte_ids) == "→" and lm.decode(byte_ids[:1]) == "\ufffd"
+    pool = byte_ids + [lm.encode(t)[0] for t in (" 12", " +", ")", " →", "-", ">", "]", "\n", " x", "é")]
+    flags = lm._stop_flags(STOP)
+    assert not flags[lm.encode(" 12")[0]] and all(flags[i] for i in byte_ids)
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        seq = [int(t) for t in rng.choice(pool, 8)]
+        every = next((s for n in range(1, 9) if (s := _check_stop(lm.decode(seq[:n]), STOP))), None)
+        flagged = next((s for n in range(1, 9) if flags[seq[n - 1]] and (s := _check_stop(lm.decode(seq[:n]), STOP))),
+                       None)
+        assert flagged == every
+
+
+def test_a_bfloat16_backend_copies_the_model(tiny_backend):
+    lm = tiny_backend
+    half = HFBackend(lm.model, lm.tokenizer, dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16 and lm.model.dtype == torch.float32
+    assert half.dtype_setting == {"dtype": "bfloat16"} and lm.dtype_setting == {}
+    seqs = [list(range(40, 90))]
+    np.testing.assert_allclose(half.token_logprobs(seqs, [[30, 40]])[0], lm.token_logprobs(seqs, [[30, 40]])[0],
+                               atol=0.2)

@@ -6,9 +6,15 @@ whose logits are needed; the KV cache of a scoring pass is kept so that sampling
 reuses the computed prefix P(x) + x_{1:i-1} instead of encoding it again for every sample; a
 long prefix that every sequence of a call shares (the tool's few-shot prompt) is encoded once and
 its KV cache kept for the next calls, as vLLM's automatic prefix caching does.
+
+Sampling holds each context (a window's scoring cache) once: its rows attend to it together
+(lm/context_attention.py) instead of each copying it; every decoding step feeds each of
+max_sample_rows slots one token, a finished sample leaves at once and the next queued one takes
+its slot, and the text is searched for stop strings only after tokens that may end one.
 """
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from typing import Sequence
 
@@ -16,6 +22,7 @@ import numpy as np
 import torch
 
 from toolformer.lm.backend import BACKENDS, DecodeSession, LMBackend, Sample
+from toolformer.lm.context_attention import RowLayout, attention
 from toolformer.lm.tokens import left_positions, padded, sequence_start
 
 
@@ -50,15 +57,35 @@ def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return list(zip(cache.key_cache, cache.value_cache))
 
 
+def _in_dtype(model, dtype: str | torch.dtype | None):
+    """The model itself, or a copy in another dtype (bfloat16: matmuls on the CPU's bf16 units;
+    the cached model other users share is left as it is)."""
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if dtype is None or dtype == model.dtype:
+        return model
+    return copy.deepcopy(model).to(dtype)
+
+
 class HFBackend(LMBackend):
+    SAMPLE_ROWS_CPU = 256
     def __init__(self, model, tokenizer, max_batch_tokens: int | None = None,
-                 max_sample_tokens: int | None = None):
-        self.model, self.tokenizer = model, tokenizer
+                 max_sample_tokens: int | None = None, max_sample_rows: int | None = None,
+                 dtype: str | torch.dtype | None = None):
+        self.model, self.tokenizer = _in_dtype(model, dtype), tokenizer
         self.device = next(self.model.parameters()).device
         cpu = self.device.type == "cpu"
         # token budgets per forward batch: small on CPU (cache-friendly), large on GPU
         self.max_batch_tokens = max_batch_tokens or (4096 if cpu else 65536)
+        # decoding: rows per step (SAMPLE_ROWS_CPU: bench/sample.py --rows), and a bound on the
+        # rows' own KV buffers (rows × (longest feed + new tokens))
+        self.max_sample_rows = max_sample_rows or (self.SAMPLE_ROWS_CPU if cpu else 1024)
         self.max_sample_tokens = max_sample_tokens or (65536 if cpu else 1 << 20)
+        self._flags: dict[tuple[str, ...], torch.Tensor] = {}
+        self.sampled = {"tokens": 0, "steps": 0, "rows": 0}  # work done by `sample`: drawn, forwards, rows fed
+        from toolformer.lm.loading import default_dtype
+        # recorded with a stage when it is not the device's default: its outputs depend on it
+        self.dtype_setting = ({} if self.model.dtype == default_dtype(self.device.type)
+                              else {"dtype": str(self.model.dtype).removeprefix("torch.")})
         tok = self.tokenizer
         self.start_ids = sequence_start(tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -196,83 +223,61 @@ class HFBackend(LMBackend):
     def release(self) -> None:
         self._retained = []
 
-    def _reusable(self, prefix: list[int]) -> tuple[int, list | None]:
-        """Longest retained KV cache that starts with this prefix: (length usable, layers)."""
-        best, layers = 0, None
+    TAIL_MAX = 16  # tokens a row may feed at its first step; a longer unencoded part is encoded first
+
+    def _reusable(self, prefix: list[int]) -> tuple[int, int]:
+        """The retained KV cache sharing the longest start with this prefix: (its index, the
+        length usable), or (-1, 0)."""
+        best, at = 0, -1
         p = np.asarray(prefix)
-        for seq, kv in self._retained:
+        for index, (seq, _) in enumerate(self._retained):
             n = min(len(seq), len(p) - 1)  # keep ≥ 1 token to feed: its logits start sampling
             same = np.flatnonzero(seq[:n] != p[:n])
             common = int(same[0]) if same.size else n
             if common > best:
-                best, layers = common, kv
-        return best, layers
+                best, at = common, index
+        return at, best
+
+    def _encode(self, seqs: list[list[int]]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """KV layers [1, kv_heads, len(s), head_dim] of each sequence."""
+        shared = self._shared_prefix(seqs, min(map(len, seqs)) - 1)
+        out = [None] * len(seqs)
+        for batch in _length_batches([len(s) - self._shared_len(shared) for s in seqs], self.max_batch_tokens):
+            *_, layers = self._forward([seqs[i] for i in batch], shared, True)
+            for r, i in enumerate(batch):
+                out[i] = [(k[r:r + 1, :, :len(seqs[i])], v[r:r + 1, :, :len(seqs[i])]) for k, v in layers]
+        return out
+
+    def _contexts(self, prefixes) -> tuple[list, list[tuple[int, int]]]:
+        """(KV layers of every context, (context, tokens of it used) per prefix). A prefix continues
+        a retained cache, or else a context encoded here once for all prefixes equal to it."""
+        used = [self._reusable(p) for p in prefixes]
+        contexts = [kv for _, kv in self._retained]
+        fresh: dict[tuple[int, ...], int] = {}
+        for n, p in enumerate(prefixes):
+            if len(p) - used[n][1] > self.TAIL_MAX or used[n][0] < 0:
+                used[n] = (len(contexts) + fresh.setdefault(tuple(p[:-1]), len(fresh)), len(p) - 1)
+        if fresh:
+            contexts += self._encode([list(p) for p in fresh])
+        return contexts, used
 
     @torch.inference_mode()
     def sample(self, prefixes, seeds, stop, max_new_tokens=32, temperature=1.0):
-        reuse = [self._reusable(p) for p in prefixes]
-        results: list[Sample | None] = [None] * len(prefixes)
-        for batch in _length_batches([len(p) for p in prefixes], self.max_sample_tokens, max_rows=512):
-            self._sample_batch(batch, prefixes, reuse, seeds, stop, max_new_tokens, temperature, results)
-        return results
+        contexts, used = self._contexts(prefixes)
+        # a context's rows close together in the queue, so that a step reads it for many rows
+        queue = sorted(range(len(prefixes)), key=lambda i: used[i][0])
+        decoder = _Decoder(self, prefixes, used, contexts, seeds, tuple(stop), max_new_tokens, temperature)
+        return decoder.run(queue)
 
-    def _sample_batch(self, batch, prefixes, reuse, seeds, stop, max_new_tokens, temperature, results):
-        from transformers import DynamicCache
-
-        B = len(batch)
-        cached = [reuse[i][0] for i in batch]
-        C = max(cached)
-        R = max(len(prefixes[i]) - c for i, c in zip(batch, cached))
-        # layout per row: [left pad][cached prefix] | [left pad][rest of the prefix] | generated
-        mask = torch.zeros((B, C + R + max_new_tokens), dtype=torch.long, device=self.device)
-        ids, rest_mask = padded([prefixes[i][c:] for i, c in zip(batch, cached)], self.pad_id, left=True)
-        pos = left_positions(rest_mask, cached).to(self.device)
-        ids = ids.to(self.device)
-        mask[:, C:C + R] = rest_mask.to(self.device)
-        for r, c in enumerate(cached):
-            mask[r, C - c:C] = 1
-        cache = DynamicCache()
-        layer_class = _reserved_layer_class()
-        cache.layers = [layer_class(self._kv_shape(B, C + R + max_new_tokens), self.model.dtype, self.device, C)
-                        for _ in range(self.model.config.num_hidden_layers)]
-        for r, (i, c) in enumerate(zip(batch, cached)):
-            for layer, (k, v) in zip(cache.layers, reuse[i][1] or []):
-                layer.buf_k[r, :, C - c:C] = k[0, :, :c]
-                layer.buf_v[r, :, C - c:C] = v[0, :, :c]
-
-        rows = list(range(B))  # batch row -> position in `batch`, shrinks as samples finish
-        gens = [torch.Generator().manual_seed(int(seeds[i]) & 0x7FFFFFFFFFFFFFFF) for i in batch]
-        generated: list[list[int]] = [[] for _ in batch]
-        done: list[Sample | None] = [None] * B
-        next_pos = torch.tensor([len(prefixes[i]) for i in batch], device=self.device)
-        width = C + R
-        step_ids, step_pos = ids, pos
-        for _ in range(max_new_tokens):
-            out = self.model(input_ids=step_ids, attention_mask=mask[:, :width], position_ids=step_pos,
-                             past_key_values=cache, use_cache=True, logits_to_keep=1)
-            probs = torch.softmax(out.logits[:, -1].float() / max(temperature, 1e-6), dim=-1).cpu()
-            # inverse-CDF sampling with one uniform per row and step from the row's own generator:
-            # the draw depends on the seed only, never on the batch the row lands in
-            u = torch.stack([torch.rand(1, generator=gens[r]) for r in rows])
-            tokens = torch.searchsorted(probs.cumsum(-1), u).clamp_(max=probs.shape[-1] - 1)[:, 0]
-            for row, r in enumerate(rows):
-                generated[r].append(int(tokens[row]))
-                done[r] = _check_stop(self.decode(generated[r]), stop)
-            active = [row for row, r in enumerate(rows) if done[r] is None]
-            if not active:
-                break
-            mask[:, width] = 1
-            width += 1
-            step_ids, step_pos = tokens[:, None].to(self.device), next_pos[:, None]
-            next_pos = next_pos + 1
-            if len(active) <= len(rows) // 2:  # drop finished rows once they are half the batch
-                keep = torch.tensor(active, device=self.device)
-                for layer in cache.layers:
-                    layer.select(keep)
-                mask, step_ids, step_pos, next_pos = mask[keep], step_ids[keep], step_pos[keep], next_pos[keep]
-                rows = [rows[row] for row in active]
-        for r, i in enumerate(batch):
-            results[i] = done[r] or Sample(self.decode(generated[r]), None)
+    def _stop_flags(self, stop: tuple[str, ...]) -> torch.Tensor:
+        """Per token id: may a sample have reached a stop right after it? Only if its text holds
+        the last character of a stop string, a newline, or U+FFFD (part of a character split over
+        tokens, which may complete one). Any other token appends text that ends no stop string, so
+        the sample's text is decoded and searched only after flagged tokens."""
+        if stop not in self._flags:
+            ends = {s[-1] for s in stop if s} | {"\n", "\ufffd"}
+            self._flags[stop] = torch.tensor([any(ch in t for ch in ends) for t in self.token_texts()])
+        return self._flags[stop]
 
     def decode_session(self) -> "HFDecodeSession":
         return HFDecodeSession(self.model, self.device, self.pad_id)
@@ -320,49 +325,165 @@ class HFDecodeSession(DecodeSession):
         self.next_pos = [self.next_pos[r] for r in rows]
 
 
-def _reserved_layer_class():
+class _Decoder:
+    """Seeded sampling of many rows in one batch of max_sample_rows slots. Each step feeds every
+    slot one token: the next token of what its context lacks (the call opening), or the token it
+    drew last. A finished sample leaves at once and the next queued one takes its slot; the batch
+    shrinks only when the queue is empty. Per step the work is tensor-wide; Python touches only
+    the rows that sample (one uniform each), the few whose token may end a stop string, and the
+    rows that finish."""
+
+    def __init__(self, lm: HFBackend, prefixes, used, contexts, seeds, stop, max_new_tokens, temperature):
+        self.lm, self.prefixes, self.used, self.seeds, self.stop = lm, prefixes, used, seeds, stop
+        self.max_new, self.temperature = max_new_tokens, max(temperature, 1e-6)
+        self.feeds = [p[c:] for p, (_, c) in zip(prefixes, used)]
+        self.layout = RowLayout(contexts, lm.model.dtype)
+        self.may_stop = lm._stop_flags(stop)
+        self.results: list[Sample | None] = [None] * len(prefixes)
+
+    def run(self, queue: list[int]) -> list[Sample]:
+        from transformers import DynamicCache
+
+        lm, dev = self.lm, self.lm.device
+        feed_width = max(map(len, self.feeds))
+        B = min(len(queue), lm.max_sample_rows, max(1, lm.max_sample_tokens // (feed_width + self.max_new)))
+        zeros = lambda: torch.zeros(B, dtype=torch.long, device=dev)  # noqa: E731
+        self.sample_of, self.context, self.seen, self.pos, self.own = zeros(), zeros(), zeros(), zeros(), zeros()
+        self.fed, self.feed_len, self.drawn, self.last = zeros(), zeros(), zeros(), zeros()
+        self.feed = torch.zeros((B, feed_width), dtype=torch.long, device=dev)
+        self.generated = torch.zeros((B, self.max_new), dtype=torch.long)
+        self.gens: list[torch.Generator | None] = [None] * B
+        self.cache = DynamicCache()
+        own_layer = _own_layer_class()
+        self.cache.layers = [own_layer(lm._kv_shape(B, feed_width + self.max_new), lm.model.dtype, dev, self)
+                             for _ in range(lm.model.config.num_hidden_layers)]
+        self.queue = list(reversed(queue))
+        for slot in range(B):
+            self._admit(slot, self.queue.pop())
+        heads_per_kv = lm.model.config.num_attention_heads // lm.model.config.num_key_value_heads
+        with attention(lm.model):
+            while len(self.sample_of):
+                self._step(heads_per_kv)
+        return self.results
+
+    def _admit(self, slot: int, i: int) -> None:
+        feed = self.feeds[i]
+        self.sample_of[slot], (self.context[slot], self.seen[slot]) = i, self.used[i]
+        self.pos[slot], self.own[slot], self.fed[slot], self.drawn[slot] = self.used[i][1], 0, 0, 0
+        self.feed_len[slot] = len(feed)
+        self.feed[slot, :len(feed)] = torch.tensor(feed)
+        self.gens[slot] = torch.Generator().manual_seed(int(self.seeds[i]) & 0x7FFFFFFFFFFFFFFF)
+
+    def _step(self, heads_per_kv: int) -> None:
+        lm, slots = self.lm, torch.arange(len(self.sample_of), device=self.lm.device)
+        feeding = self.fed < self.feed_len
+        ids = torch.where(feeding, self.feed[slots, self.fed.clamp(max=self.feed.shape[1] - 1)], self.last)
+        self.layout.prepare(self.context, self.seen, self.own + 1, heads_per_kv)
+        hidden = lm.body(input_ids=ids[:, None], position_ids=self.pos[:, None], past_key_values=self.cache,
+                         use_cache=True, contexts=self.layout).last_hidden_state[:, -1]
+        self.pos += 1
+        self.own += 1
+        lm.sampled["steps"] += 1
+        lm.sampled["rows"] += len(slots)
+        self.fed += feeding.long()
+        sampling = (self.fed == self.feed_len).nonzero()[:, 0]  # rows whose next token is drawn now
+        if len(sampling):
+            self._draw(sampling, hidden[sampling])
+        finished = [(slot, sample) for slot, sample in self._finished(sampling)]
+        free = []
+        for slot, sample in finished:
+            self.results[int(self.sample_of[slot])] = sample
+            if self.queue:
+                self._admit(slot, self.queue.pop())
+            else:
+                free.append(slot)
+        if free:
+            self._keep(sorted(set(range(len(self.sample_of))) - set(free)))
+
+    def _draw(self, rows: torch.Tensor, hidden: torch.Tensor) -> None:
+        # inverse-CDF sampling with one uniform per row and draw from the row's own generator: the
+        # draw depends on the seed only, never on the batch the row lands in
+        probs = torch.softmax(self.lm.head(hidden).float() / self.temperature, dim=-1).cpu()
+        u = torch.stack([torch.rand(1, generator=self.gens[r]) for r in rows.tolist()])
+        tokens = torch.searchsorted(probs.cumsum(-1), u).clamp_(max=probs.shape[-1] - 1)[:, 0]
+        self.generated[rows.cpu(), self.drawn[rows].cpu()] = tokens
+        self.drawn[rows] += 1
+        self.last[rows] = tokens.to(self.last.device)
+        self.lm.sampled["tokens"] += len(rows)
+        self.drew = (rows, tokens)
+
+    def _finished(self, sampling: torch.Tensor):
+        """(slot, Sample) of each row that has just ended: at a stop string, or at max_new_tokens."""
+        if not len(sampling):
+            return
+        rows, tokens = self.drew
+        ended = set()
+        for row in rows[self.may_stop[tokens]].tolist():  # the text is read only here
+            sample = _check_stop(self.lm.decode(self.generated[row, :int(self.drawn[row])].tolist()), self.stop)
+            if sample is not None:
+                ended.add(row)
+                yield row, sample
+        for row in rows[self.drawn[rows] == self.max_new].tolist():
+            if row not in ended:
+                yield row, Sample(self.lm.decode(self.generated[row].tolist()), None)
+
+    def _keep(self, slots: list[int]) -> None:
+        """Only these slots go on (the queue is empty): the others' rows leave the batch."""
+        keep = torch.tensor(slots, dtype=torch.long, device=self.lm.device)
+        for name in ("sample_of", "context", "seen", "pos", "own", "fed", "feed_len", "drawn", "last", "feed"):
+            setattr(self, name, getattr(self, name)[keep])
+        self.generated = self.generated[keep.cpu()]
+        self.gens = [self.gens[s] for s in slots]
+        for layer in self.cache.layers:
+            layer.select(keep, int(self.own.max()) if slots else 0)
+
+
+def _own_layer_class():
     from transformers.cache_utils import DynamicLayer
 
-    class ReservedLayer(DynamicLayer):
-        """A KV-cache layer with room reserved for every token to come. DynamicLayer appends with
-        torch.cat, copying the whole cache at every decoding step; this writes in place."""
+    class OwnLayer(DynamicLayer):
+        """The KV of each row's own tokens (what it fed after its context, and what it drew), room
+        reserved for all of them; a step writes one token per row at the row's own column."""
 
-        def __init__(self, shape, dtype, device, length: int):
+        def __init__(self, shape, dtype, device, rows: _Decoder):
             super().__init__()
             self.dtype, self.device, self.is_initialized = dtype, device, True
+            # zeros, not empty: masked columns must hold finite numbers (0 × NaN is NaN)
             self.buf_k = torch.zeros(shape, dtype=dtype, device=device)
             self.buf_v = torch.zeros(shape, dtype=dtype, device=device)
-            self.length = length
+            self.rows = rows
 
         def update(self, key_states, value_states, *args, **kwargs):
-            n = key_states.shape[-2]
-            self.buf_k[:, :, self.length:self.length + n] = key_states
-            self.buf_v[:, :, self.length:self.length + n] = value_states
-            self.length += n
-            self.keys, self.values = self.buf_k[:, :, :self.length], self.buf_v[:, :, :self.length]
-            return self.keys, self.values
+            slots, at = torch.arange(len(key_states), device=key_states.device), self.rows.own
+            self.buf_k[slots, :, at] = key_states[:, :, 0]
+            self.buf_v[slots, :, at] = value_states[:, :, 0]
+            width = int(at.max()) + 1
+            return self.buf_k[:, :, :width], self.buf_v[:, :, :width]
 
-        def select(self, rows: torch.Tensor) -> None:
-            self.buf_k, self.buf_v = self.buf_k[rows], self.buf_v[rows]
+        def select(self, rows: torch.Tensor, width: int) -> None:
+            """Keep these rows, copying only the columns written so far."""
+            for name in ("buf_k", "buf_v"):
+                old = getattr(self, name)
+                new = old.new_zeros((len(rows),) + old.shape[1:])
+                new[:, :, :width] = old[:, :, :width].index_select(0, rows)
+                setattr(self, name, new)
 
         def get_seq_length(self) -> int:
-            return self.length
+            return int(self.rows.own.max())
 
-        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-            return self.length + query_length, 0
-
-    return ReservedLayer
+    return OwnLayer
 
 
 def _check_stop(text: str, stop: Sequence[str]) -> Sample | None:
-    """A finished sample if `text` contains a stop string (or a newline: calls are one line)."""
-    hits = [(text.find(s), s) for s in stop if s and s in text]
-    if hits:
-        at, s = min(hits)
-        return Sample(text[:at], s)
+    """A finished sample if `text` contains a stop string or a newline (calls are one line),
+    cut at whichever comes first; a newline ends it unclosed."""
+    ends = [(text.find(s), s) for s in stop if s and s in text]
     if "\n" in text:
-        return Sample(text[:text.index("\n")], None)
-    return None
+        ends.append((text.index("\n"), None))
+    if not ends:
+        return None
+    at, s = min(ends, key=lambda end: end[0])
+    return Sample(text[:at], s)
 
 
 BACKENDS.register("hf", HFBackend.from_ref)

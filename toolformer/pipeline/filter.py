@@ -23,6 +23,7 @@ from toolformer.tools import Tool
 from toolformer.lm.backend import LMBackend
 from toolformer.run.records import EXECUTED, Document
 from toolformer.run.manifest import Run
+from toolformer.pipeline.sample import dtype_setting
 from toolformer.pipeline.stage import Stage
 from toolformer.pipeline.windows import DEFAULT_SIZE, WindowSpec, document_windows, tokenizer_fingerprint
 from toolformer.corpus.syntax import CallSyntax
@@ -120,7 +121,7 @@ class FilterStage(Stage):
             spec.check_filter(self.run.name, self.s.window, self.lm, self.model)
         self.window = spec.size if spec else self.s.window or DEFAULT_SIZE
         return {"model": self.model, "syntax": self.syntax.name, "window": self.window, "tau_f": self.s.tau_f,
-                "tokenizer": tokenizer_fingerprint(self.lm)}
+                "tokenizer": tokenizer_fingerprint(self.lm), **dtype_setting(self.lm)}
 
     def start(self, output: Path, docs: list[Document]) -> None:
         self.scorer = Scorer(self.lm, self.tool, self.syntax)

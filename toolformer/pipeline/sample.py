@@ -134,6 +134,12 @@ class Sampler:
 ANNOTATION_FIELDS = ("from_annotations", "annotation_split")  # settings of the other source (annotated.py)
 
 
+def dtype_setting(lm: LMBackend) -> dict:
+    """{"dtype": ...} when the backend computes in another dtype than its device's default
+    (bfloat16 on a CPU): its samples and losses differ, so a resumed stage must use the same."""
+    return getattr(lm, "dtype_setting", {})
+
+
 def adapter_fingerprint(folder: str) -> str:
     """The adapter's weights, by content: a retrained adapter in the same folder samples anew."""
     from toolformer.assets import file_fingerprint
@@ -166,14 +172,14 @@ class SampleStage(Stage):
             return super().model_spec()
         from toolformer.lm.loading import adapter_info
         return {"model_ref": adapter_info(self.s.adapter).get("base_model") or self.model.split(" + ")[0],
-                "adapter": self.s.adapter}
+                "adapter": self.s.adapter, **self.backend_options}
 
     def settings(self) -> dict:
         sampling = {k: v for k, v in asdict(self.s).items() if k not in ANNOTATION_FIELDS}
         adapter = {"adapter_weights": adapter_fingerprint(self.s.adapter)} if self.s.adapter else {}
         return {"source": "model", "model": self.model, "syntax": self.syntax.name, "seed": self.seed, **sampling,
                 **adapter, "prompt": None if self.s.no_prompt else load_prompt(self.tool),
-                "tokenizer": tokenizer_fingerprint(self.lm)}
+                "tokenizer": tokenizer_fingerprint(self.lm), **dtype_setting(self.lm)}
 
     def start(self, output, docs) -> None:
         self.sampler = Sampler(self.lm, self.tool, self.syntax, self.s, self.seed)
