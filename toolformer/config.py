@@ -17,6 +17,11 @@ from dataclasses import replace  # noqa: E402  (each section imports what it nee
 
 from toolformer.errors import UserValueError  # noqa: E402
 
+# the names registered in lm.backend.BACKENDS (tests/test_vllm_backend.py checks they agree; the
+# registry itself imports torch, which settings must not)
+BACKEND_NAMES = ("hf", "vllm")
+BACKEND_HELP = "LM backend: hf (transformers) or vllm (vLLM engines, installed by `make setup-vllm`)"
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -28,6 +33,11 @@ class RunSettings:
     limit: int | None = opt(None, "use only the first N documents")
     skip_bad: bool = opt(False, "skip malformed lines (counted and reported)")
     model: str = opt(DEFAULT_LM, "hub id, local folder, .gguf file or embedded alias")
+    backend: str = opt("hf", BACKEND_HELP, choices=BACKEND_NAMES)
+    dtype: str | None = opt(None, "weights and matmuls of the model stages: float32, or bfloat16 (faster on a CPU "
+                                  "with AVX512-BF16/AMX, but losses move by up to ~0.1 and a sample may then depend "
+                                  "on its batch); default: the device's (CPU float32, GPU bfloat16)",
+                            choices=("float32", "bfloat16"))
     syntax: str | None = opt(None, "call syntax: toolformer or hw3 (default: the run's own, else toolformer)")
     seed: int = opt(0, "seed of the sampled calls")
     chunk_docs: int = opt(8, "documents per committed chunk: a killed stage redoes at most one chunk")
@@ -191,6 +201,7 @@ class DecodingSettings:
     model: str | None = opt(None, "hub id, local folder, .gguf file or embedded alias "
                                   "(default: the adapter's base model, else smollm2-135m-instruct)")
     adapter: str | None = opt(None, "LoRA adapter folder written by `toolformer finetune`")
+    backend: str = opt("hf", BACKEND_HELP, choices=BACKEND_NAMES)
     syntax: str | None = opt(None, "call syntax (default: the adapter's, else toolformer)")
     top_k: int = opt(10, "start a call when the start marker is in the top k (1: greedy)")
     max_calls: int = opt(1, "calls per input at most")

@@ -189,7 +189,7 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
         todo = [e for e in examples if e.id not in done]
         if todo:
             if lm is None:
-                lm = get_backend(model_ref, adapter=s.adapter)
+                lm = get_backend(model_ref, backend=s.backend, adapter=s.adapter)
                 writer = ResumableWriter(path)  # reopened: its clock times decoding, not loading
             if not claimed:
                 settings_path.write_text(json.dumps(fixed, indent=2, ensure_ascii=False) + "\n")

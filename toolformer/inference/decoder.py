@@ -193,7 +193,7 @@ def generate(prompts: Sequence[str], settings: GenerateSettings | None = None,
     arguments) choose the model, adapter, tools and limits; with a tool retriever each prompt may
     call only its top `tools_per_input` tools."""
     s = replace(settings or GenerateSettings(), **fields)
-    lm = get_backend(s.model, adapter=s.adapter)
+    lm = get_backend(s.model, backend=s.backend, adapter=s.adapter)
     syntax_name = s.syntax or adapter_info(s.adapter).get("syntax") or "toolformer"
     toolbox = None if s.tools == "off" else ToolBox(s.allow_tools.split(",") if s.allow_tools else TOOL_KEYS)
     decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls)

@@ -40,11 +40,17 @@ class Pipeline:
         self._lm = self._sampler_lm = None
         self.cluster = None  # Ray workers, started when a stage first needs them (--ray)
 
+    def backend_options(self) -> dict:
+        """How every model of the run is served (--backend, --dtype): get_backend's keywords, the same
+        here and on Ray workers."""
+        s = self.settings
+        return {"backend": s.backend, **({"dtype": s.dtype} if s.dtype else {})}
+
     def lm(self):
         """The base model M (--model)."""
         if self._lm is None:
             from toolformer.lm.backend import get_backend
-            self._lm = get_backend(self.settings.model)
+            self._lm = get_backend(self.settings.model, **self.backend_options())
         return self._lm
 
     def sampler_model(self) -> str:
@@ -63,7 +69,7 @@ class Pipeline:
             from toolformer.lm.backend import get_backend
             from toolformer.lm.loading import adapter_info
             self._sampler_lm = get_backend(adapter_info(adapter).get("base_model") or self.settings.model,
-                                           adapter=adapter)
+                                           adapter=adapter, **self.backend_options())
         return self._sampler_lm
 
     def syntax(self):
@@ -95,6 +101,7 @@ class Pipeline:
         if s.ray and self.cluster is None:
             from toolformer.pipeline.distributed import Cluster
             self.cluster = Cluster(s.ray, s.workers, progress=not s.no_progress)
+        stage.backend_options = self.backend_options()
         return run_stage(stage, s.chunk_docs, progress=not s.no_progress, cluster=self.cluster)
 
     def sample(self, tool: Tool, only_docs: set[str] | None = None) -> dict:

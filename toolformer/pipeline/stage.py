@@ -52,11 +52,13 @@ class Stage:
         """What the output depends on; recorded in the manifest, and compared when resuming."""
         return {}
 
+    backend_options: dict = {}  # get_backend's backend/dtype keywords (set by the pipeline)
+
     def model_spec(self) -> dict | None:
         """get_backend's arguments for the model the stage reads as `self.lm`; None: it has none.
         A Ray worker loads the model from them, once for all the stages with the same spec."""
         model = getattr(self, "model", None)
-        return None if model is None else {"model_ref": model}
+        return None if model is None else {"model_ref": model, **self.backend_options}
 
     def __getstate__(self) -> dict:
         # what a Ray worker receives: the stage without the driver's model and its loader
