@@ -61,7 +61,7 @@ def _in_dtype(model, dtype: str | torch.dtype | None):
     """The model itself, or a copy in another dtype (bfloat16: matmuls on the CPU's bf16 units;
     the cached model other users share is left as it is)."""
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    if dtype is None or dtype == model.dtype:
+    if dtype is None or dtype == next(model.parameters()).dtype:
         return model
     return copy.deepcopy(model).to(dtype)
 
@@ -73,6 +73,7 @@ class HFBackend(LMBackend):
                  dtype: str | torch.dtype | None = None):
         self.model, self.tokenizer = _in_dtype(model, dtype), tokenizer
         self.device = next(self.model.parameters()).device
+        self.dtype = next(self.model.parameters()).dtype  # of the weights (a wrapped model may not say)
         cpu = self.device.type == "cpu"
         # token budgets per forward batch: small on CPU (cache-friendly), large on GPU
         self.max_batch_tokens = max_batch_tokens or (4096 if cpu else 65536)
@@ -84,8 +85,8 @@ class HFBackend(LMBackend):
         self.sampled = {"tokens": 0, "steps": 0, "rows": 0}  # work done by `sample`: drawn, forwards, rows fed
         from toolformer.lm.loading import default_dtype
         # recorded with a stage when it is not the device's default: its outputs depend on it
-        self.dtype_setting = ({} if self.model.dtype == default_dtype(self.device.type)
-                              else {"dtype": str(self.model.dtype).removeprefix("torch.")})
+        self.dtype_setting = ({} if self.dtype == default_dtype(self.device.type)
+                              else {"dtype": str(self.dtype).removeprefix("torch.")})
         tok = self.tokenizer
         self.start_ids = sequence_start(tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -337,7 +338,7 @@ class _Decoder:
         self.lm, self.prefixes, self.used, self.seeds, self.stop = lm, prefixes, used, seeds, stop
         self.max_new, self.temperature = max_new_tokens, max(temperature, 1e-6)
         self.feeds = [p[c:] for p, (_, c) in zip(prefixes, used)]
-        self.layout = RowLayout(contexts, lm.model.dtype)
+        self.layout = RowLayout(contexts, lm.dtype)
         self.may_stop = lm._stop_flags(stop)
         self.results: list[Sample | None] = [None] * len(prefixes)
 
@@ -355,7 +356,7 @@ class _Decoder:
         self.gens: list[torch.Generator | None] = [None] * B
         self.cache = DynamicCache()
         own_layer = _own_layer_class()
-        self.cache.layers = [own_layer(lm._kv_shape(B, feed_width + self.max_new), lm.model.dtype, dev, self)
+        self.cache.layers = [own_layer(lm._kv_shape(B, feed_width + self.max_new), lm.dtype, dev, self)
                              for _ in range(lm.model.config.num_hidden_layers)]
         self.queue = list(reversed(queue))
         for slot in range(B):
