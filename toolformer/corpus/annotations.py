@@ -224,10 +224,19 @@ def _toolformer_row(row: dict, doc_id: str, where: Where):
 EQUATION = re.compile(r"\s*(?:[A-Za-z]\s*=)?(?P<input>[^=;]+?)(?:=(?P<result>[^=;]+))?\s*")
 
 
+# ASDiv writes units into formulas: "1 (quarter)*25 (cent/quarter) = 25 (cent)", "99+99=198 cents"
+UNIT = re.compile(r"\(\s*[A-Za-z][A-Za-z /.'-]*\)")
+TRAILING_UNIT = re.compile(r"(=\s*-?[\d.,]+)\s*[A-Za-z][A-Za-z ]*$")
+
+
 def split_equation(equation: str) -> tuple[str, str | None] | None:
-    """(expression, result or None) of "7+2=9", "( 290.0 / 2.0 )" or "x=(5+3)*2"; None otherwise."""
-    m = EQUATION.fullmatch(equation)
-    if m is None or not m.group("input").strip():
+    """(expression, result or None) of "7+2=9", "( 290.0 / 2.0 )" or "x=(5+3)*2"; None otherwise.
+    Units are dropped ("3 (nickel)*5 (cent/nickel) = 15 (cent)" is 3*5=15); of steps chained with
+    ";" the last is the call when it states its result ("(1*60) = 60; 60 + 30 = 90" is 60 + 30=90:
+    it gives the answer; "x+4=11; x=7" is algebra, None)."""
+    steps = UNIT.sub("", equation).split(";")
+    m = EQUATION.fullmatch(TRAILING_UNIT.sub(r"\1", steps[-1].strip()))
+    if m is None or not m.group("input").strip() or (len(steps) > 1 and m.group("result") is None):
         return None
     result = m.group("result")
     if result is not None and parse_number(result) is None:
