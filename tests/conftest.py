@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,6 +87,18 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     tiny_llama(len(tokenizer), layers=1).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def sigkill_when(proc, ready, timeout: float = 300, poll: float = 0.02) -> bool:
+    """SIGKILL `proc` as soon as `ready()` is true; False if it finished (or the timeout passed) first."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if ready():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(poll)
+    return False
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lock_held_elsewhere
+from conftest import lock_held_elsewhere, sigkill_when
 from synthetic_run import write_synthetic_run
 from toolformer.run import layout
 
@@ -150,16 +150,9 @@ def build_outputs(out: Path) -> dict:
     return files
 
 
-def kill_when_writing(proc: subprocess.Popen, tmp: Path, timeout: float = 300) -> bool:
+def kill_when_writing(proc: subprocess.Popen, tmp: Path) -> bool:
     """SIGKILL `proc` while it writes its output aside in `tmp`; False if it finished first."""
-    deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
-        if tmp.exists():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.002)
-    return False
+    return sigkill_when(proc, tmp.exists, poll=0.002)
 
 
 def test_a_killed_build_leaves_the_old_output_or_none_and_a_rerun_completes(tmp_path):

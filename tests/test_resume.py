@@ -1,13 +1,13 @@
 """kill -9 at several points, run again: the final files equal those of an uninterrupted run."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from conftest import sigkill_when
 
 
 DOCS = [f"Shop {i} sold {10 + i} pens and {20 + 2 * i} pencils, {30 + 3 * i} items in total; "
@@ -43,16 +43,9 @@ def stage_records(run_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
-def kill_when(proc, path: Path, min_lines: int, timeout: float = 300) -> bool:
+def kill_when(proc, path: Path, min_lines: int) -> bool:
     """SIGKILL `proc` once `path` has at least `min_lines` lines; False if it finished first."""
-    t0 = time.time()
-    while proc.poll() is None and time.time() - t0 < timeout:
-        if path.exists() and path.read_text().count("\n") >= min_lines:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.02)
-    return False
+    return sigkill_when(proc, lambda: path.exists() and path.read_text().count("\n") >= min_lines)
 
 
 def test_kill_and_resume_gives_identical_files(setup):
