@@ -10,7 +10,10 @@
   unlabelled.jsonl  the next --unlabelled GSM8K solutions without their calls, the gold ones kept in
                     meta["gold"]: round 1 samples these, so `bench/gsm8k_recovery.py score` on round 1
                     is the recovery of the seed model as a sampler (it never saw these solutions);
-  heldout.jsonl     --heldout solutions from the end of the file, the same way, for other samplers.
+  heldout.jsonl     --heldout solutions from the end of the file, the same way, for other samplers;
+  tools/, control/  the seed as finetuning corpora (`toolformer finetune --data`): with its calls (all
+                    kept, as iterate's --seed-filter all keeps them) and the same documents without
+                    them (the no-call control), both split as `build` splits (5% validation, seed 0).
 GSM8K documents are "<question>\\n<solution>", without the Question:/Answer: frame: the seed teaches
 that the frame asks for a short answer (SVAMP is scored on the first number of the output) while a
 worked solution is free text with calls inside.
@@ -31,10 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import DATA  # noqa: E402
 from toolformer.corpus.annotations import AnnotationStats, read_annotated, split_rows  # noqa: E402
-from toolformer.corpus.calls import insert_calls  # noqa: E402
+from toolformer.corpus.build import heldout_split, write_corpus  # noqa: E402
+from toolformer.corpus.calls import insert_calls, strip_calls  # noqa: E402
 from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
 from toolformer.evaluation.benchmarks import get_benchmark  # noqa: E402
-from toolformer.evaluation.evaluate import _outcomes, difference_ci, p_value, percent_ci  # noqa: E402
+from toolformer.evaluation.evaluate import read_outcomes, difference_ci, p_value, percent_ci  # noqa: E402
 from toolformer.evaluation.metrics import paired  # noqa: E402
 
 
@@ -81,8 +85,25 @@ def corpora(a) -> None:
         "heldout": write(out / "heldout.jsonl", [without_calls(d) for d in gsm8k[len(gsm8k) - a.heldout:]]),
         "read": {name: s.as_dict() for name, s in stats.items()},
     }
+    counts["corpora"] = seed_corpora(out / "seed.jsonl", out)
     print(json.dumps(counts))
 
+
+def seed_corpora(seed: Path, out: Path, validation: float = 0.05) -> dict:
+    rows = {"tools": [], "control": []}
+    for line in seed.open(encoding="utf-8"):
+        doc = json.loads(line)
+        plain, calls = strip_calls(doc["text"], TOOLFORMER)
+        kept = [{"tool": c.tool, "input": c.input, "result": c.result, "position": p, "usefulness": None}
+                for p, c in calls]
+        rows["tools"].append({"id": doc["id"], "text": doc["text"], "n_calls": len(kept), "calls": kept})
+        rows["control"].append({"id": doc["id"], "text": plain, "n_calls": 0, "calls": []})
+    sizes = {}
+    for name, docs in rows.items():
+        splits = heldout_split(docs, validation, seed=0)
+        sizes[name] = {part: len(docs) for part, docs in splits.items()}
+        write_corpus(out / name, splits, {"syntax": TOOLFORMER.name, "source": str(seed), **sizes[name]})
+    return sizes
 
 
 def table(a) -> None:
@@ -98,10 +119,10 @@ def table(a) -> None:
     print("|---|---|---|---|---|")
     names = list(models)
     for i, name in enumerate(names):
-        on = _outcomes(Path(models[name]) / f"{a.benchmark}.tools-on.jsonl")
+        on = read_outcomes(Path(models[name]) / f"{a.benchmark}.tools-on.jsonl")
         for other in names[:i]:
             for mode in ("off", "on"):
-                them = _outcomes(Path(models[other]) / f"{a.benchmark}.tools-{mode}.jsonl")
+                them = read_outcomes(Path(models[other]) / f"{a.benchmark}.tools-{mode}.jsonl")
                 ids = [k for k in on if k in them]
                 pair = paired([them[k][0] for k in ids], [on[k][0] for k in ids])
                 print(f"| {name} | {other}, tools {mode} | {pair['n']} | {difference_ci(pair)} "

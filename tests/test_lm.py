@@ -100,12 +100,13 @@ def plain_sample(lm, prefix, seed, max_new):
 
 
 def sampling_case(lm, rng):
-    """Prefixes continuing three scored windows (positions inside each, several samples per
-    position, call openings of 1 to 3 tokens) and two prefixes no scoring pass covers."""
+    """Prefixes continuing three scored windows (positions inside each, two samples per position
+    and call opening, openings of 1 to 3 tokens) and two prefixes no scoring pass covers."""
     prompt = rng.integers(5, 2000, 70).tolist()
     windows = [prompt + rng.integers(5, 2000, n).tolist() for n in (12, 20, 9)]
     openings = [lm.encode(" ["), lm.encode(" [Calculator("), lm.encode("[")]
-    prefixes = [w[:70 + i] + openings[(i + r) % 3] for w in windows for i in (2, 5, 8) for r in range(3)]
+    prefixes = [w[:70 + i] + openings[(i + r) % 3] for w in windows for i in (2, 5, 8) for r in range(3)
+                for _ in range(2)]
     prefixes += [rng.integers(5, 2000, 30).tolist(), rng.integers(5, 2000, 4).tolist()]
     return windows, prefixes, list(range(100, 100 + len(prefixes)))
 
@@ -121,6 +122,7 @@ def test_samples_equal_plain_decoding_one_at_a_time(favouring):
     want = [plain_sample(lm, p, s, 8) for p, s in zip(prefixes, seeds)]
     assert got == want
     assert {s.stop for s in got} >= {None, "]"} and len({s.text for s in got}) > 10  # varied endings
+    assert any(s.text == "" for s in got)  # some end at their first token, drawn from the shared opening
 
 
 def test_samples_do_not_depend_on_the_batch(favouring):

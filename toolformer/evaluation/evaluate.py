@@ -217,7 +217,7 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
 
 # ---------------------------------------------------------------------------- comparing two runs
 
-def _outcomes(path: str | Path) -> dict[str, tuple[bool, tuple]]:
+def read_outcomes(path: str | Path) -> dict[str, tuple[bool, tuple]]:
     """id -> (correct, gold) of an evaluation record file."""
     outcomes = {}
     for line, record in read_jsonl(path):
@@ -234,7 +234,7 @@ def _outcomes(path: str | Path) -> dict[str, tuple[bool, tuple]]:
 def compare_records(first: str | Path, second: str | Path, table: str | Path | None = None) -> dict:
     """Paired comparison of two evaluation record files on the same examples (model A vs B, or
     tools off vs on): second - first with Newcombe's interval and McNemar's exact p."""
-    a, b = _outcomes(first), _outcomes(second)
+    a, b = read_outcomes(first), read_outcomes(second)
     if a.keys() != b.keys():
         only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
         raise UserValueError(f"{first} and {second} hold different examples ({len(a)} and {len(b)}; "

@@ -264,11 +264,12 @@ class HFBackend(LMBackend):
 
     @torch.inference_mode()
     def sample(self, prefixes, seeds, stop, max_new_tokens=32, temperature=1.0):
+        if not prefixes:
+            return []
         contexts, used = self._contexts(prefixes)
         # a context's rows close together in the queue, so that a step reads it for many rows
         queue = sorted(range(len(prefixes)), key=lambda i: used[i][0])
-        decoder = _Decoder(self, prefixes, used, contexts, seeds, tuple(stop), max_new_tokens, temperature)
-        return decoder.run(queue)
+        return _Decoder(self, prefixes, used, contexts, seeds, tuple(stop), max_new_tokens, temperature).run(queue)
 
     def _stop_flags(self, stop: tuple[str, ...]) -> torch.Tensor:
         """Per token id: may a sample have reached a stop right after it? Only if its text holds
@@ -327,114 +328,169 @@ class HFDecodeSession(DecodeSession):
 
 
 class _Decoder:
-    """Seeded sampling of many rows in one batch of max_sample_rows slots. Each step feeds every
-    slot one token: the next token of what its context lacks (the call opening), or the token it
-    drew last. A finished sample leaves at once and the next queued one takes its slot; the batch
-    shrinks only when the queue is empty. Per step the work is tensor-wide; Python touches only
-    the rows that sample (one uniform each), the few whose token may end a stop string, and the
-    rows that finish."""
+    """Seeded sampling of many rows in one batch of max_sample_rows slots.
+
+    What a row's context lacks (the call opening, the same for all m samples at a position) is
+    fed once per distinct (context, opening): that pass leaves the opening's KV and the first
+    token's distribution, which every row of the group then starts from. A decoding step feeds each
+    slot the token it drew last. A finished sample leaves at once and the next queued one takes its
+    slot; the batch shrinks only when the queue is empty. Per step the work is tensor-wide; Python
+    touches only the rows that draw (one uniform each), the few whose token may end a stop string,
+    and the rows that finish."""
 
     def __init__(self, lm: HFBackend, prefixes, used, contexts, seeds, stop, max_new_tokens, temperature):
         self.lm, self.prefixes, self.used, self.seeds, self.stop = lm, prefixes, used, seeds, stop
         self.max_new, self.temperature = max_new_tokens, max(temperature, 1e-6)
-        self.feeds = [p[c:] for p, (_, c) in zip(prefixes, used)]
+        feeds = [tuple(p[c:]) for p, (_, c) in zip(prefixes, used)]
+        openings: dict[tuple, int] = {}
+        self.group = [openings.setdefault((ctx, seen, feed), len(openings)) for (ctx, seen), feed in zip(used, feeds)]
+        self.openings = list(openings)
         self.layout = RowLayout(contexts, lm.dtype)
         self.may_stop = lm._stop_flags(stop)
+        self.heads_per_kv = lm.model.config.num_attention_heads // lm.model.config.num_key_value_heads
         self.results: list[Sample | None] = [None] * len(prefixes)
 
     def run(self, queue: list[int]) -> list[Sample]:
-        from transformers import DynamicCache
-
-        lm, dev = self.lm, self.lm.device
-        feed_width = max(map(len, self.feeds))
-        B = min(len(queue), lm.max_sample_rows, max(1, lm.max_sample_tokens // (feed_width + self.max_new)))
-        zeros = lambda: torch.zeros(B, dtype=torch.long, device=dev)  # noqa: E731
-        self.sample_of, self.context, self.seen, self.pos, self.own = zeros(), zeros(), zeros(), zeros(), zeros()
-        self.fed, self.feed_len, self.drawn, self.last = zeros(), zeros(), zeros(), zeros()
-        self.feed = torch.zeros((B, feed_width), dtype=torch.long, device=dev)
-        self.generated = torch.zeros((B, self.max_new), dtype=torch.long)
-        self.gens: list[torch.Generator | None] = [None] * B
-        self.cache = DynamicCache()
-        own_layer = _own_layer_class()
-        self.cache.layers = [own_layer(lm._kv_shape(B, feed_width + self.max_new), lm.dtype, dev, self)
-                             for _ in range(lm.model.config.num_hidden_layers)]
-        self.queue = list(reversed(queue))
-        for slot in range(B):
-            self._admit(slot, self.queue.pop())
-        heads_per_kv = lm.model.config.num_attention_heads // lm.model.config.num_key_value_heads
-        with attention(lm.model):
-            while len(self.sample_of):
-                self._step(heads_per_kv)
+        with attention(self.lm.model):
+            self._open()
+            self._sample(queue)
         return self.results
 
-    def _admit(self, slot: int, i: int) -> None:
-        feed = self.feeds[i]
-        self.sample_of[slot], (self.context[slot], self.seen[slot]) = i, self.used[i]
-        self.pos[slot], self.own[slot], self.fed[slot], self.drawn[slot] = self.used[i][1], 0, 0, 0
-        self.feed_len[slot] = len(feed)
-        self.feed[slot, :len(feed)] = torch.tensor(feed)
-        self.gens[slot] = torch.Generator().manual_seed(int(self.seeds[i]) & 0x7FFFFFFFFFFFFFFF)
+    def _forward(self, ids, pos, cache, context, seen, own) -> torch.Tensor:
+        """One token per row: the last hidden state of each."""
+        self.layout.prepare(context, seen, own + 1, self.heads_per_kv)
+        self.lm.sampled["steps"] += 1
+        self.lm.sampled["rows"] += len(ids)
+        return self.lm.body(input_ids=ids[:, None], position_ids=pos[:, None], past_key_values=cache,
+                            use_cache=True, contexts=self.layout).last_hidden_state[:, -1]
 
-    def _step(self, heads_per_kv: int) -> None:
-        lm, slots = self.lm, torch.arange(len(self.sample_of), device=self.lm.device)
-        feeding = self.fed < self.feed_len
-        ids = torch.where(feeding, self.feed[slots, self.fed.clamp(max=self.feed.shape[1] - 1)], self.last)
-        self.layout.prepare(self.context, self.seen, self.own + 1, heads_per_kv)
-        hidden = lm.body(input_ids=ids[:, None], position_ids=self.pos[:, None], past_key_values=self.cache,
-                         use_cache=True, contexts=self.layout).last_hidden_state[:, -1]
-        self.pos += 1
-        self.own += 1
-        lm.sampled["steps"] += 1
-        lm.sampled["rows"] += len(slots)
-        self.fed += feeding.long()
-        sampling = (self.fed == self.feed_len).nonzero()[:, 0]  # rows whose next token is drawn now
-        if len(sampling):
-            self._draw(sampling, hidden[sampling])
-        finished = [(slot, sample) for slot, sample in self._finished(sampling)]
-        free = []
-        for slot, sample in finished:
-            self.results[int(self.sample_of[slot])] = sample
-            if self.queue:
-                self._admit(slot, self.queue.pop())
-            else:
-                free.append(slot)
-        if free:
-            self._keep(sorted(set(range(len(self.sample_of))) - set(free)))
+    def _open(self) -> None:
+        """Feed each distinct opening once: self.kv (per layer, keys and values [groups, kv_heads,
+        width, d]) and self.cdf (the first token's cumulative distribution, per group)."""
+        lm, dev = self.lm, self.lm.device
+        width = max(len(feed) for _, _, feed in self.openings)
+        kv, cdf = [], []
+        for a in range(0, len(self.openings), lm.max_sample_rows):
+            chunk = self.openings[a:a + lm.max_sample_rows]
+            n = len(chunk)
+            chunk = chunk * 2 if n == 1 else chunk  # never a one-row step (see _drop)
+            B = len(chunk)
+            feed = torch.tensor([f + (f[-1],) * (width - len(f)) for _, _, f in chunk], device=dev)
+            lengths = torch.tensor([len(f) for _, _, f in chunk], device=dev)
+            context = torch.tensor([c for c, _, _ in chunk], device=dev)
+            seen = torch.tensor([s for _, s, _ in chunk], device=dev)
+            cache = self._cache(B, width)
+            last = torch.zeros((B, lm.model.config.hidden_size), dtype=lm.dtype, device=dev)
+            for t in range(width):
+                self.own = torch.full((B,), t, dtype=torch.long, device=dev)
+                hidden = self._forward(feed[:, t], seen + t, cache, context, seen, self.own)
+                ends = (lengths == t + 1).nonzero()[:, 0]  # rows whose opening this token completes
+                last[ends] = hidden[ends]
+            kv.append([(layer.buf_k[:n], layer.buf_v[:n]) for layer in cache.layers])
+            cdf.append(self._probs(last)[:n].cumsum(-1))
+        self.kv = [tuple(torch.cat([chunk[layer][i] for chunk in kv]) for i in range(2)) for layer in range(len(kv[0]))]
+        self.cdf, self.opened = torch.cat(cdf), torch.tensor([len(f) for _, _, f in self.openings], device=dev)
 
-    def _draw(self, rows: torch.Tensor, hidden: torch.Tensor) -> None:
+    def _probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.lm.head(hidden).float() / self.temperature, dim=-1).cpu()
+
+    def _cache(self, rows: int, width: int):
+        from transformers import DynamicCache
+        cache, own_layer = DynamicCache(), _own_layer_class()
+        cache.layers = [own_layer(self.lm._kv_shape(rows, width), self.lm.dtype, self.lm.device, self)
+                        for _ in range(self.lm.model.config.num_hidden_layers)]
+        return cache
+
+    def _sample(self, queue: list[int]) -> None:
+        lm, dev = self.lm, self.lm.device
+        width = self.kv[0][0].shape[2] + self.max_new
+        B = min(len(queue), max(2, min(lm.max_sample_rows, lm.max_sample_tokens // width)))  # see _drop
+        zeros = lambda: torch.zeros(B, dtype=torch.long, device=dev)  # noqa: E731
+        self.sample_of, self.context, self.seen, self.pos, self.own = zeros(), zeros(), zeros(), zeros(), zeros()
+        self.drawn, self.last = zeros(), zeros()
+        self.generated = torch.zeros((B, self.max_new), dtype=torch.long)
+        self.gens: list[torch.Generator | None] = [None] * B
+        self.cache = self._cache(B, width)
+        self.queue = list(reversed(queue))
+        self._drop(self._admit(list(range(B))))
+        while len(self.sample_of):
+            hidden = self._forward(self.last, self.pos, self.cache, self.context, self.seen, self.own)
+            self.pos += 1
+            self.own += 1
+            rows = torch.arange(len(self.sample_of), device=dev)
+            self._draw(rows, self._probs(hidden).cumsum(-1))
+            self._finish(rows)
+
+    def _admit(self, slots: list[int]) -> list[int]:
+        """The next queued samples take these slots, each starting from its opening's KV and first
+        draw; one that is done at once frees its slot again. Returns the slots left free."""
+        while slots and self.queue:
+            slots, taken = slots[len(self.queue):], slots[:len(self.queue)]
+            samples = [self.queue.pop() for _ in taken]
+            at = torch.tensor(taken, device=self.lm.device)
+            groups = torch.tensor([self.group[i] for i in samples], device=self.lm.device)
+            self.sample_of[at] = torch.tensor(samples, device=self.lm.device)
+            self.context[at] = torch.tensor([self.used[i][0] for i in samples], device=self.lm.device)
+            self.seen[at] = torch.tensor([self.used[i][1] for i in samples], device=self.lm.device)
+            self.own[at] = self.opened[groups]
+            self.pos[at] = self.seen[at] + self.own[at]
+            self.drawn[at] = 0
+            for layer, (keys, values) in zip(self.cache.layers, self.kv):
+                layer.buf_k[at, :, :keys.shape[2]] = keys[groups]
+                layer.buf_v[at, :, :keys.shape[2]] = values[groups]
+            for slot, i in zip(taken, samples):
+                self.gens[slot] = torch.Generator().manual_seed(int(self.seeds[i]) & 0x7FFFFFFFFFFFFFFF)
+            self._draw(at, self.cdf[groups.cpu()])
+            slots += self._finish(at, refill=False)
+        return slots
+
+    def _draw(self, rows: torch.Tensor, cdf: torch.Tensor) -> None:
         # inverse-CDF sampling with one uniform per row and draw from the row's own generator: the
         # draw depends on the seed only, never on the batch the row lands in
-        probs = torch.softmax(self.lm.head(hidden).float() / self.temperature, dim=-1).cpu()
         u = torch.stack([torch.rand(1, generator=self.gens[r]) for r in rows.tolist()])
-        tokens = torch.searchsorted(probs.cumsum(-1), u).clamp_(max=probs.shape[-1] - 1)[:, 0]
+        tokens = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)[:, 0]
         self.generated[rows.cpu(), self.drawn[rows].cpu()] = tokens
         self.drawn[rows] += 1
         self.last[rows] = tokens.to(self.last.device)
         self.lm.sampled["tokens"] += len(rows)
-        self.drew = (rows, tokens)
+        self.drew = tokens
 
-    def _finished(self, sampling: torch.Tensor):
-        """(slot, Sample) of each row that has just ended: at a stop string, or at max_new_tokens."""
-        if not len(sampling):
-            return
-        rows, tokens = self.drew
-        ended = set()
-        for row in rows[self.may_stop[tokens]].tolist():  # the text is read only here
+    def _finish(self, rows: torch.Tensor, refill: bool = True) -> list[int]:
+        """Record the rows that have just ended, at a stop string or at max_new_tokens; their slots
+        take queued samples (refill) or are returned; with an empty queue, the batch shrinks."""
+        real = self.sample_of[rows] >= 0  # a twin (see _drop) records nothing
+        rows, drew = rows[real], self.drew[real.cpu()]
+        ended = {}
+        for row in rows[self.may_stop[drew]].tolist():  # the text is read only here
             sample = _check_stop(self.lm.decode(self.generated[row, :int(self.drawn[row])].tolist()), self.stop)
             if sample is not None:
-                ended.add(row)
-                yield row, sample
+                ended[row] = sample
         for row in rows[self.drawn[rows] == self.max_new].tolist():
-            if row not in ended:
-                yield row, Sample(self.lm.decode(self.generated[row].tolist()), None)
+            ended.setdefault(row, Sample(self.lm.decode(self.generated[row].tolist()), None))
+        for row, sample in ended.items():
+            self.results[int(self.sample_of[row])] = sample
+        free = sorted(ended)
+        if not refill:
+            return free
+        self._drop(self._admit(free))
+        return []
 
-    def _keep(self, slots: list[int]) -> None:
-        """Only these slots go on (the queue is empty): the others' rows leave the batch."""
-        keep = torch.tensor(slots, dtype=torch.long, device=self.lm.device)
-        for name in ("sample_of", "context", "seen", "pos", "own", "fed", "feed_len", "drawn", "last", "feed"):
+    def _drop(self, free: list[int]) -> None:
+        """These slots found no queued sample: their rows leave the batch. A lone row goes on with a
+        twin (a copy in lockstep that records nothing): a one-row step runs other matrix kernels,
+        whose rounding could change a draw, and a sample must not depend on its batch."""
+        if self.queue or (not free and len(self.sample_of) != 1):
+            return
+        slots = [s for s in range(len(self.sample_of)) if s not in free and self.sample_of[s] >= 0]
+        twin = len(slots) == 1
+        keep = torch.tensor(slots * 2 if twin else slots, dtype=torch.long, device=self.lm.device)
+        for name in ("sample_of", "context", "seen", "pos", "own", "drawn", "last"):
             setattr(self, name, getattr(self, name)[keep])
         self.generated = self.generated[keep.cpu()]
         self.gens = [self.gens[s] for s in slots]
+        if twin:
+            self.sample_of[1] = -1
+            self.gens.append(torch.Generator().set_state(self.gens[0].get_state()))
         for layer in self.cache.layers:
             layer.select(keep, int(self.own.max()) if slots else 0)
 
