@@ -4,7 +4,8 @@ Candidates: by default the calculator's sample stage at the paper's defaults (k=
 on --docs GSM8K solutions, executed; or those of a curated run (--run DIR: its
 calculator/executed.jsonl, at most --limit). Ours: Scorer (shared passes, L(ε) once per window,
 sequences cut after the last weighted token, length-sorted batches, LM head only at weighted
-positions), in float32 and, with --bf16, again in bfloat16. Naive: one unbatched float32
+positions), in float32 and, with --bf16, again in bfloat16; and lazily (filter --lazy: only the
+losses that can change a decision). Naive: one unbatched float32
 forward per variant over the whole window, L(ε) recomputed for each candidate, full-vocabulary
 logits everywhere. Prints one JSON line: candidates/s, the speed-ups (target ≥ 5), whether the
 kept sets are identical to the naive one's and how many kept calls differ. Rates are per CPU
@@ -87,16 +88,17 @@ def run_items(lm, run_dir: Path, limit: int) -> list:
     return items
 
 
-def timed_scores(lm, items) -> tuple[list, float]:
+def timed_scores(lm, items, lazy_tau: float | None = None) -> tuple[list, float]:
     scorer = Scorer(lm, get_tool("calculator"), TOOLFORMER)
     scorer.score(items[:2])  # warm-up
     with Timer() as t:
-        losses = scorer.score(items)
+        losses = scorer.score(items, lazy_tau)
     return losses, t.cpu
 
 
 def compare(lm, items, args) -> None:
     fast, ours = timed_scores(lm, items)
+    lazy, lazy_seconds = timed_scores(lm, items, args.tau_f)
     scorer = Scorer(lm, get_tool("calculator"), TOOLFORMER)
     with Timer() as naive:
         slow = []
@@ -109,6 +111,9 @@ def compare(lm, items, args) -> None:
            "ours_candidates_per_s": round(n / ours, 2), "naive_candidates_per_s": round(n / naive.cpu, 2),
            "speedup": round(naive.cpu / ours, 2), "target": 5,
            "kept_sets_identical": bool((kept(fast) == kept(slow)).all()), "kept": int(kept(fast).sum()),
+           "lazy_speedup": round(naive.cpu / lazy_seconds, 2), "lazy_vs_full": round(ours / lazy_seconds, 2),
+           "lazy_kept_sets_identical": bool((kept(lazy) == kept(slow)).all()),
+           "lazy_fully_scored": sum(no_result is not None for _, _, no_result in lazy),
            "max_abs_loss_diff": float(np.abs(np.array(fast) - np.array(slow)).max())}
     if args.bf16:
         half, seconds = timed_scores(HFBackend(lm.model, lm.tokenizer, dtype=torch.bfloat16), items)

@@ -91,3 +91,32 @@ def test_useful_call_kept_irrelevant_call_dropped(real_backend):
     useful, irrelevant = scorer.score([(("d", 0), x, i, "4817 + 5243", "10060"), (("d", 0), x, i, "7 * 3", "21")])
     assert scored_record({"error": None}, useful, tau_f=0.5)["kept"]
     assert not scored_record({"error": None}, irrelevant, tau_f=0.5)["kept"]
+
+
+def test_lazy_scoring_keeps_the_same_calls_and_computes_only_what_can_change_a_decision(tiny_backend):
+    lm = tiny_backend
+    x, calls = cases(lm)
+    items = [(("d", 0), x, i, inp, res) for i, inp, res in calls]
+    items += [(("d", 0), x, i, inp, res) for i in (5, 9, 14) for inp, res in (("1 + 1", "2"), ("7 * 6", "42"))]
+    scorer = Scorer(lm, get_tool("calculator"), TOOLFORMER)
+    full = scorer.score(items)
+    no_call = sorted(f[1] for f in full)
+    bound = sorted(f[1] - f[0] for f in full)
+    seen = set()
+    mid = lambda v, k: (v[k] + v[k + 1]) / 2  # noqa: E731  (no candidate sits on the threshold)
+    # thresholds that split the candidates at each of the three steps
+    for tau in (mid(no_call, len(no_call) // 2), mid(bound, len(bound) // 3), mid(bound, len(bound) - 2), -1e9):
+        lazy = scorer.score(items, lazy_tau=tau)
+        for (plus, eps, no_result), want in zip(lazy, full):
+            assert eps == pytest.approx(want[1], abs=1e-6)
+            assert (plus is None) == (want[1] < tau)
+            assert (no_result is None) == (plus is None or want[1] - want[0] < tau)
+            if plus is not None:
+                assert plus == pytest.approx(want[0], abs=1e-6)
+            if no_result is not None:
+                assert no_result == pytest.approx(want[2], abs=1e-6)
+            seen.add((plus is None, no_result is None))
+            a, b = scored_record({"error": None}, (plus, eps, no_result), tau), scored_record({"error": None}, want, tau)
+            assert a["kept"] == b["kept"]
+            assert a["usefulness"] is None or a["usefulness"] == pytest.approx(b["usefulness"], abs=1e-5)
+    assert seen == {(True, True), (False, True), (False, False)}

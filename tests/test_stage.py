@@ -206,3 +206,30 @@ def test_a_read_only_run_folder_is_one_clear_error(tmp_path):
     finally:
         (run.path / "calculator").chmod(0o755)
     assert execute(tmp_path)["executed_ok"] == 1
+
+
+def test_a_lazy_filter_keeps_the_same_calls_and_the_report_says_what_it_skipped(tmp_path, model_dir, corpus):
+    from toolformer.report.summary import summarize_run
+    annotated = tmp_path / "annotated.jsonl"  # real calls that execute: candidates from annotations
+    annotated.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Shop {i} sold {10 + i} pens and {20 + i} "
+                                             f"pencils, <<{10 + i}+{20 + i}={30 + 2 * i}>>{30 + 2 * i} items, at "
+                                             f"{i + 2} dollars each: <<{30 + 2 * i}*{i + 2}={(30 + 2 * i) * (i + 2)}>>"
+                                             f"{(30 + 2 * i) * (i + 2)} dollars."}) + "\n" for i in range(4)))
+    full = settings(tmp_path, model_dir, annotated)
+    curate(full, "calculator", replace(SMALL, from_annotations="gsm8k"), stages=("sample", "execute"))
+    shutil.copytree(tmp_path / "runs" / "r", tmp_path / "runs" / "lazy")
+    lazy = replace(full, run="lazy")
+    curate(full, "calculator", stages=("filter",))
+    curate(lazy, "calculator", filter=FilterSettings(lazy=True), stages=("filter",))
+
+    def records(run):
+        return {r["id"]: r for r in map(json.loads, open(tmp_path / "runs" / run / "calculator" / layout.SCORED))}
+    want, got = records("r"), records("lazy")
+    assert want.keys() == got.keys() and len(want) == 8
+    assert {i for i, r in want.items() if r["kept"]} == {i for i, r in got.items() if r["kept"]}
+    skipped = [i for i, r in got.items() if r["error"] is None and r["usefulness"] is None]
+    assert skipped and all(not want[i]["kept"] for i in skipped)
+    assert Run("lazy", tmp_path / "runs").stage("filter", "calculator").settings["lazy"] is True
+    (calculator,) = summarize_run(tmp_path / "runs" / "lazy").tools
+    assert any(f"{len(skipped):,} filtered calls were decided without all their losses" in w
+               for w in calculator.warnings)

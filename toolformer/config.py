@@ -120,6 +120,9 @@ class FilterSettings:
     """`toolformer filter`: keep the calls whose result lowers the loss of what follows by τ_f."""
     window: int | None = opt(None, "tokens per window: always the sampler's; another value is refused")
     tau_f: str | float | None = opt(None, "filtering threshold on L- minus L+; a number or tool=value,...")
+    lazy: bool = opt(False, "compute only the losses that can change the decision: L+ where L(ε) ≥ τ_f, "
+                            "L(e(c,ε)) where L(ε) − L+ ≥ τ_f. The same kept calls for about half the work; "
+                            "the other filtered calls then have no usefulness (the report leaves them out)")
 
     def for_tool(self, tool) -> "FilterSettings":
         return replace(self, tau_f=per_tool(self.tau_f, float, tool.key, tool.tau_f))

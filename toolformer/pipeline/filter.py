@@ -53,24 +53,47 @@ class Scorer:
     def prefix(self, input: str, result: str) -> tuple[int, ...]:
         return tuple(self.lm.encode(self.syntax.render(self.tool.name, input, result)))
 
-    def score(self, items: list[tuple[object, list[int], int, str, str]]) -> list[tuple[float, float, float]]:
+    def score(self, items: list[tuple[object, list[int], int, str, str]],
+              lazy_tau: float | None = None) -> list[tuple[float | None, float, float | None]]:
         """items: (window key, window token ids x, position i, input, result) ->
-        (L_i(e(c, r)), L_i(ε), L_i(e(c, ε))) for each."""
-        # one sequence per distinct (window, prefix), serving every position that needs it
+        (L_i(e(c, r)), L_i(ε), L_i(e(c, ε))) for each.
+
+        With lazy_tau = τ_f, only the losses that can change the decision are computed, so the kept
+        set is the same: L⁺ where L(ε) ≥ τ_f (else L⁻ ≤ L(ε) < τ_f ≤ τ_f + L⁺), and L(e(c, ε)) where
+        L(ε) − L⁺ ≥ τ_f (else L⁻ − L⁺ ≤ L(ε) − L⁺ < τ_f); the others are None."""
+        z = {"plus": [self.prefix(inp, res) for _, _, _, inp, res in items],
+             "no_result": [self.prefix(inp, "") for _, _, _, inp, _ in items]}
+        if lazy_tau is None:
+            variants = [z["plus"], [()] * len(items), z["no_result"]]
+            flat = self._losses([(key, x, i, zs[n]) for zs in variants for n, (key, x, i, _, _) in enumerate(items)])
+            return list(zip(*(flat[k * len(items):(k + 1) * len(items)] for k in range(3))))
+        no_call = self._losses([(key, x, i, ()) for key, x, i, _, _ in items])
+        plus: list[float | None] = [None] * len(items)
+        no_result: list[float | None] = [None] * len(items)
+        for zs, out, wanted in (
+                (z["plus"], plus, lambda n: no_call[n] >= lazy_tau),
+                (z["no_result"], no_result, lambda n: plus[n] is not None and no_call[n] - plus[n] >= lazy_tau)):
+            todo = [n for n in range(len(items)) if wanted(n)]
+            for n, loss in zip(todo, self._losses([(*items[n][:3], zs[n]) for n in todo])):
+                out[n] = loss
+        return list(zip(plus, no_call, no_result))
+
+    def _losses(self, requests: list[tuple[object, list[int], int, tuple[int, ...]]]) -> list[float]:
+        """L_i(z) for each (window key, x, i, z): one sequence per distinct (window, z), serving
+        every position that needs it, cut after its last weighted token."""
         seq_of: dict[tuple, int] = {}
         parts: list[tuple[list[int], tuple[int, ...]]] = []  # (x, z) per sequence
         positions: list[set[int]] = []
         plan = []
-        for key, x, i, inp, res in items:
-            ids = []
-            for z in (self.prefix(inp, res), (), self.prefix(inp, "")):
-                s = seq_of.setdefault((key, z), len(parts))
-                if s == len(parts):
-                    parts.append((x, z))
-                    positions.append(set())
-                positions[s].add(i)
-                ids.append(s)
-            plan.append(ids)
+        for key, x, i, z in requests:
+            s = seq_of.setdefault((key, z), len(parts))
+            if s == len(parts):
+                parts.append((x, z))
+                positions.append(set())
+            positions[s].add(i)
+            plan.append(s)
+        if not parts:
+            return []
         heads = [len(self.lm.start_ids) + len(z) for _, z in parts]
         seqs, targets = [], []
         for (x, z), head, pos in zip(parts, heads, positions):
@@ -78,18 +101,23 @@ class Scorer:
             # every weighted token of every position this sequence serves, each once
             targets.append(sorted({head + j for i in pos for j in range(i, min(i + SPAN, len(x)))}))
         logps = [dict(zip(t, lp)) for t, lp in zip(targets, self.lm.token_logprobs(seqs, targets))]
-        out = []
-        for (_, x, i, _, _), ids in zip(items, plan):
-            out.append(tuple(weighted_loss(np.array([logps[s][heads[s] + j] for j in range(i, min(i + SPAN, len(x)))]))
-                             for s in ids))
-        return out
+        return [weighted_loss(np.array([logps[s][heads[s] + j] for j in range(i, min(i + SPAN, len(x)))]))
+                for (_, x, i, _), s in zip(requests, plan)]
 
 
-def scored_record(rec: dict, losses: tuple[float, float, float] | None, tau_f: float) -> dict:
+def scored_record(rec: dict, losses: tuple[float | None, float, float | None] | None, tau_f: float) -> dict:
     if losses is None:
         return {**rec, "loss_plus": None, "loss_no_call": None, "loss_no_result": None, "loss_minus": None,
                 "usefulness": None, "kept": False, "reason": f"tool error: {rec['error']}"}
     plus, no_call, no_result = losses
+    if plus is None:  # lazy: L(ε) alone rules the call out
+        return {**rec, "loss_plus": None, "loss_no_call": round(no_call, 6), "loss_no_result": None,
+                "loss_minus": None, "usefulness": None, "kept": False,
+                "reason": f"L(ε) {no_call:.3f} < tau_f {tau_f:g}: no call here can be kept (lazy)"}
+    if no_result is None:  # lazy: L⁻ ≤ L(ε) rules it out
+        return {**rec, "loss_plus": round(plus, 6), "loss_no_call": round(no_call, 6), "loss_no_result": None,
+                "loss_minus": None, "usefulness": None, "kept": False,
+                "reason": f"usefulness ≤ L(ε) − L+ = {no_call - plus:.3f} < tau_f {tau_f:g} (lazy)"}
     minus = min(no_call, no_result)
     usefulness = minus - plus
     kept = usefulness >= tau_f
@@ -121,7 +149,8 @@ class FilterStage(Stage):
             spec.check_filter(self.run.name, self.s.window, self.lm, self.model)
         self.window = spec.size if spec else self.s.window or DEFAULT_SIZE
         return {"model": self.model, "syntax": self.syntax.name, "window": self.window, "tau_f": self.s.tau_f,
-                "tokenizer": tokenizer_fingerprint(self.lm), **dtype_setting(self.lm)}
+                "tokenizer": tokenizer_fingerprint(self.lm), **dtype_setting(self.lm),
+                **({"lazy": True} if self.s.lazy else {})}
 
     def start(self, output: Path, docs: list[Document]) -> None:
         self.scorer = Scorer(self.lm, self.tool, self.syntax)
@@ -137,6 +166,7 @@ class FilterStage(Stage):
                     i = rec["token_index"] - rec["window"] * self.window
                     items.append(((doc.id, rec["window"]), windows[rec["window"]], i, rec["input"], rec["result"]))
                     owners.append(rec["id"])
-        losses = dict(zip(owners, self.scorer.score(items))) if items else {}
+        lazy = self.s.tau_f if self.s.lazy else None
+        losses = dict(zip(owners, self.scorer.score(items, lazy))) if items else {}
         records = [scored_record(rec, losses.get(rec["id"]), self.s.tau_f) for d in docs for rec in inputs.get(d.id, ())]
         return records, {"scored": len(records), "kept": sum(r["kept"] for r in records)}

@@ -174,7 +174,7 @@ class _Tally:
         self.t = t
         self.useful, self.kept, self.lines, self.line_useful, self.line_status = [], [], [], [], []
         self.p_start = {s: [] for s in STATUSES}
-        self.mismatched = self.nonfinite = 0
+        self.mismatched = self.nonfinite = self.lazy = 0
 
     def add(self, number: int, rec: dict) -> None:
         t, status = self.t, status_of(rec)
@@ -182,6 +182,7 @@ class _Tally:
         self.p_start[status].append(rec["p_start"])
         t.inputs[rec["input"]] += 1
         u = rec["usefulness"]
+        self.lazy += u is None and rec["error"] is None  # filter --lazy decided it without one
         if u is not None and not np.isfinite(u):
             self.nonfinite += 1
             u = None
@@ -213,6 +214,10 @@ class _Tally:
         if self.nonfinite:
             t.warnings.append(f"{self.nonfinite:,} scored calls have a usefulness that is NaN or infinite; "
                               f"they are left out of the figures and the what-if table")
+        if self.lazy:
+            t.warnings.append(f"{self.lazy:,} filtered calls were decided without all their losses (filter --lazy): "
+                              f"they have no usefulness, so the figures leave them out and the what-if table "
+                              f"undercounts the calls thresholds below τ_f would keep")
         if self.mismatched:
             t.warnings.append(f"{self.mismatched:,} scored calls have a kept flag that disagrees with "
                               f"usefulness ≥ τ_f = {t.tau_f:g} (τ_f from the {t.tau_source})")
