@@ -96,6 +96,26 @@ class LMBackend:
 BACKENDS: Registry[Callable[..., LMBackend]] = Registry("LM backend")
 
 
+class TokenizerText:
+    """The text methods of a backend that holds a transformers tokenizer in self.tokenizer."""
+    tokenizer: object
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def encode_with_offsets(self, text: str):
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
+
+    def decode(self, ids: Sequence[int], skip_special: bool = False) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special)
+
+    def token_texts(self) -> list[str]:
+        if not hasattr(self, "_token_texts"):
+            self._token_texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+        return self._token_texts
+
+
 def get_backend(model_ref: str, backend: str = "hf", **kwargs) -> LMBackend:
     """The registered backend `backend` serving `model_ref` (kwargs: adapter, device, batch budgets)."""
     return BACKENDS.get(backend)(model_ref, **kwargs)

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from toolformer.lm.backend import BACKENDS, DecodeSession, LMBackend, Sample
+from toolformer.lm.backend import BACKENDS, DecodeSession, LMBackend, Sample, TokenizerText
 from toolformer.lm.context_attention import RowLayout, attention
 from toolformer.lm.tokens import left_positions, padded, sequence_start
 
@@ -66,7 +66,7 @@ def _in_dtype(model, dtype: str | torch.dtype | None):
     return copy.deepcopy(model).to(dtype)
 
 
-class HFBackend(LMBackend):
+class HFBackend(TokenizerText, LMBackend):
     SAMPLE_ROWS_CPU = 256
     def __init__(self, model, tokenizer, max_batch_tokens: int | None = None,
                  max_sample_tokens: int | None = None, max_sample_rows: int | None = None,
@@ -111,24 +111,6 @@ class HFBackend(LMBackend):
     @cached_property
     def head(self):
         return self.model.get_output_embeddings()
-
-    # ---- text
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def encode_with_offsets(self, text: str):
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
-
-    def decode(self, ids: Sequence[int], skip_special: bool = False) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special)
-
-    @cached_property
-    def _token_texts(self) -> list[str]:
-        return self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
-
-    def token_texts(self) -> list[str]:
-        return self._token_texts
 
     # ---- forward passes
     def _padded(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

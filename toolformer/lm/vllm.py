@@ -35,8 +35,7 @@ import numpy as np
 import torch
 
 from toolformer.errors import UserError
-from toolformer.lm.backend import BACKENDS, DecodeSession, LMBackend, Sample
-from toolformer.lm.hf import HFBackend
+from toolformer.lm.backend import BACKENDS, DecodeSession, LMBackend, Sample, TokenizerText
 from toolformer.lm.tokens import sequence_start
 
 MAX_MODEL_LEN = 4096       # tokens per sequence: tool prompt + window + call, with room to spare
@@ -155,7 +154,7 @@ def merged_folder(base: str, adapter: str) -> str:
     return str(target)
 
 
-class VLLMBackend(LMBackend):
+class VLLMBackend(TokenizerText, LMBackend):
     def __init__(self, folder: str, tokenizer, eager: bool | None = None, dtype: str | None = None):
         self.folder, self.tokenizer = folder, tokenizer
         # eager on CPU: torch.compile would add minutes to every start on a small machine
@@ -197,10 +196,6 @@ class VLLMBackend(LMBackend):
     @cached_property
     def head(self) -> torch.Tensor:
         return load_lm_head(self.folder).to(self.device, torch.float32)
-
-    # ---- text: the HF backend's own methods, on the same tokenizer loaded the same way
-    encode, encode_with_offsets, decode = HFBackend.encode, HFBackend.encode_with_offsets, HFBackend.decode
-    _token_texts, token_texts = HFBackend._token_texts, HFBackend.token_texts
 
     # ---- scoring: final hidden states from the pooling engine, our LM head on the rows needed
     def hidden_states(self, sequences: list[list[int]], first_rows: list[int]) -> list[torch.Tensor]:
