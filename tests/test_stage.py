@@ -208,14 +208,19 @@ def test_a_read_only_run_folder_is_one_clear_error(tmp_path):
     assert execute(tmp_path)["executed_ok"] == 1
 
 
-def test_a_lazy_filter_keeps_the_same_calls_and_the_report_says_what_it_skipped(tmp_path, model_dir, corpus):
+def annotated_corpus(tmp_path) -> Path:
+    """Documents whose calls execute: candidates from annotations (gsm8k format)."""
+    path = tmp_path / "annotated.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Shop {i} sold {10 + i} pens and {20 + i} pencils, "
+                                        f"<<{10 + i}+{20 + i}={30 + 2 * i}>>{30 + 2 * i} items, at {i + 2} dollars "
+                                        f"each: <<{30 + 2 * i}*{i + 2}={(30 + 2 * i) * (i + 2)}>>"
+                                        f"{(30 + 2 * i) * (i + 2)} dollars."}) + "\n" for i in range(4)))
+    return path
+
+
+def test_a_lazy_filter_keeps_the_same_calls_and_the_report_says_what_it_skipped(tmp_path, model_dir):
     from toolformer.report.summary import summarize_run
-    annotated = tmp_path / "annotated.jsonl"  # real calls that execute: candidates from annotations
-    annotated.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Shop {i} sold {10 + i} pens and {20 + i} "
-                                             f"pencils, <<{10 + i}+{20 + i}={30 + 2 * i}>>{30 + 2 * i} items, at "
-                                             f"{i + 2} dollars each: <<{30 + 2 * i}*{i + 2}={(30 + 2 * i) * (i + 2)}>>"
-                                             f"{(30 + 2 * i) * (i + 2)} dollars."}) + "\n" for i in range(4)))
-    full = settings(tmp_path, model_dir, annotated)
+    full = settings(tmp_path, model_dir, annotated_corpus(tmp_path))
     curate(full, "calculator", replace(SMALL, from_annotations="gsm8k"), stages=("sample", "execute"))
     shutil.copytree(tmp_path / "runs" / "r", tmp_path / "runs" / "lazy")
     lazy = replace(full, run="lazy")
@@ -233,3 +238,21 @@ def test_a_lazy_filter_keeps_the_same_calls_and_the_report_says_what_it_skipped(
     (calculator,) = summarize_run(tmp_path / "runs" / "lazy").tools
     assert any(f"{len(skipped):,} filtered calls were decided without all their losses" in w
                for w in calculator.warnings)
+
+
+def test_tau_f_minus_inf_keeps_every_call_that_executed_without_scoring_one(tmp_path, model_dir, monkeypatch):
+    """iterate --seed-filter all: no loss could change a decision, so none is computed."""
+    from toolformer.corpus.build import build_augmented
+    from toolformer.pipeline.filter import Scorer
+    run_settings = settings(tmp_path, model_dir, annotated_corpus(tmp_path))
+    curate(run_settings, "calculator", replace(SMALL, from_annotations="gsm8k"), stages=("sample", "execute"))
+    monkeypatch.setattr(Scorer, "score", lambda *a, **k: pytest.fail("a call was scored"))
+    figures = curate(run_settings, "calculator", filter=FilterSettings(tau_f=float("-inf")),
+                     stages=("filter",))["stages"]["filter/calculator"]
+    assert figures["kept"] == figures["scored"] == 8
+    records = [json.loads(line) for line in open(tmp_path / "runs" / "r" / "calculator" / layout.SCORED)]
+    assert all(r["kept"] and r["usefulness"] is None and r["reason"] is None for r in records)
+    built = build_augmented(tmp_path / "runs" / "r")
+    texts = [json.loads(line)["text"] for part in ("train", "validation")
+             for line in open(Path(built["out"]) / f"{part}.jsonl")]
+    assert sum(text.count("[Calculator(") for text in texts) == 8

@@ -43,12 +43,12 @@ class KeptCall:
     tool: str          # name as written in calls
     input: str
     result: str
-    usefulness: float
+    usefulness: float | None  # None: kept unscored (τ_f = -inf)
     where: str = field(default="", compare=False)  # "scored.jsonl path:line", for error messages
 
     def rank(self) -> tuple:
-        """Sort key, best first; ties broken by content so builds are deterministic."""
-        return (-self.usefulness, self.tool, self.input, self.result)
+        """Sort key, best first (unscored last); ties broken by content so builds are deterministic."""
+        return (float("inf") if self.usefulness is None else -self.usefulness, self.tool, self.input, self.result)
 
 
 def _renders_back(syntax: CallSyntax, call: KeptCall) -> bool:
@@ -73,14 +73,15 @@ def _kept_call(rec: dict, texts: Mapping[str, str], path: Path, number: int) -> 
         raise BadRecord(path, number, f"doc_id {rec['doc_id']!r} is not in {layout.DOCUMENTS}")
     if not 0 <= rec["position"] <= len(text):
         raise BadRecord(path, number, f"position {rec['position']} is outside the document ({len(text)} characters)")
-    if rec["result"] is None or rec["usefulness"] is None:
-        raise BadRecord(path, number, "a kept call must have a result and a usefulness")
+    if rec["result"] is None:
+        raise BadRecord(path, number, "a kept call must have a result")
     try:
         name = get_tool(rec["tool"]).name
     except ValueError as err:
         raise BadRecord(path, number, str(err)) from None
     return KeptCall(rec["doc_id"], canonical_position(text, rec["position"]), name, rec["input"].strip(),
-                    inline_result(rec["result"]), float(rec["usefulness"]), f"{path}:{number}")
+                    inline_result(rec["result"]), None if rec["usefulness"] is None else float(rec["usefulness"]),
+                    f"{path}:{number}")
 
 
 def read_kept_calls(run_dir: Path, texts: Mapping[str, str], min_usefulness: float | None = None,

@@ -105,10 +105,17 @@ class Scorer:
                 for (_, x, i, _), s in zip(requests, plan)]
 
 
+def keeps_every_call(tau_f: float) -> bool:
+    """τ_f = -inf (e.g. iterate --seed-filter all): every call that executed is kept, whatever its
+    losses, so none is computed."""
+    return tau_f == float("-inf")
+
+
 def scored_record(rec: dict, losses: tuple[float | None, float, float | None] | None, tau_f: float) -> dict:
-    if losses is None:
+    if rec["error"] is not None or losses is None:
+        kept = rec["error"] is None and keeps_every_call(tau_f)
         return {**rec, "loss_plus": None, "loss_no_call": None, "loss_no_result": None, "loss_minus": None,
-                "usefulness": None, "kept": False, "reason": f"tool error: {rec['error']}"}
+                "usefulness": None, "kept": kept, "reason": None if kept else f"tool error: {rec['error']}"}
     plus, no_call, no_result = losses
     if plus is None:  # lazy: L(ε) alone rules the call out
         return {**rec, "loss_plus": None, "loss_no_call": round(no_call, 6), "loss_no_result": None,
@@ -162,7 +169,7 @@ class FilterStage(Stage):
                 continue
             windows = {w.index: w.ids for w in document_windows(self.lm, doc, self.window)}
             for rec in inputs[doc.id]:
-                if rec["error"] is None:
+                if rec["error"] is None and not keeps_every_call(self.s.tau_f):
                     i = rec["token_index"] - rec["window"] * self.window
                     items.append(((doc.id, rec["window"]), windows[rec["window"]], i, rec["input"], rec["result"]))
                     owners.append(rec["id"])

@@ -182,7 +182,7 @@ class _Tally:
         self.p_start[status].append(rec["p_start"])
         t.inputs[rec["input"]] += 1
         u = rec["usefulness"]
-        self.lazy += u is None and rec["error"] is None  # filter --lazy decided it without one
+        self.lazy += u is None and rec["error"] is None and not rec["kept"]  # filter --lazy decided it without one
         if u is not None and not np.isfinite(u):
             self.nonfinite += 1
             u = None

@@ -8,7 +8,7 @@ Every round is a run of its own, RUNS_DIR/NAME/round-R/, made by the single stag
 functions, so `toolformer report --run round-R --runs-dir RUNS_DIR/NAME` works on it:
   round 0  the seed: candidates from the calls --seed-corpus carries (--seed-format), executed and
            filtered by τ_f as the paper filters every call (--seed-filter all keeps each call that
-           executes), built, and a LoRA adapter finetuned from the base model --model;
+           executes, without scoring any), built, and a LoRA adapter finetuned from the base model --model;
   round R  --corpus sampled by round R-1's adapter without the few-shot prompt (it learnt to write
            calls), executed, filtered, built; then a fresh adapter is finetuned from the base model
            on seed + round-R documents (round-R/training/: both built corpora's splits, concatenated).
