@@ -100,7 +100,7 @@ def main() -> None:
         with Timer() as t:
             losses[name] = np.array(Scorer(lm, sampler.tool, TOOLFORMER).score(items))
         results.setdefault("filter", {})[name] = t.seconds
-    kept = {name: [scored_record({}, tuple(row), sampler.tool.tau_f)["kept"] for row in v] for name, v in losses.items()}
+    kept = {name: [scored_record({"error": None}, tuple(row), sampler.tool.tau_f)["kept"] for row in v] for name, v in losses.items()}
     results["filter"].update(candidates=len(items), kept=int(sum(kept["hf"])), kept_sets_equal=kept["hf"] == kept["vllm"],
                              max_rel_diff_loss=float(np.abs(losses["vllm"] / losses["hf"] - 1).max()))
     report("filter")
