@@ -78,31 +78,31 @@ def corpora(a) -> None:
     seed_end, unlabelled_end = a.gsm8k_seed, a.gsm8k_seed + a.unlabelled
     if unlabelled_end > len(gsm8k) - a.heldout:
         raise SystemExit(f"{len(gsm8k)} GSM8K solutions are too few for these sizes")
+    seed = [with_calls(d) for d in itertools.chain(asdiv_train, gsm8k[:seed_end])]
     counts = {
-        "seed": write(out / "seed.jsonl", [with_calls(d) for d in itertools.chain(asdiv_train, gsm8k[:seed_end])]),
+        "seed": write(out / "seed.jsonl", seed),
         "seed_asdiv": len(asdiv_train), "seed_gsm8k": seed_end,
         "unlabelled": write(out / "unlabelled.jsonl", [without_calls(d) for d in gsm8k[seed_end:unlabelled_end]]),
         "heldout": write(out / "heldout.jsonl", [without_calls(d) for d in gsm8k[len(gsm8k) - a.heldout:]]),
         "read": {name: s.as_dict() for name, s in stats.items()},
     }
-    counts["corpora"] = seed_corpora(out / "seed.jsonl", out)
+    counts["corpora"] = seed_corpora(seed, out / "seed.jsonl", out)
     print(json.dumps(counts))
 
 
-def seed_corpora(seed: Path, out: Path, validation: float = 0.05) -> dict:
+def seed_corpora(seed: list[dict], source: Path, out: Path, validation: float = 0.05) -> dict:
     rows = {"tools": [], "control": []}
-    for line in seed.open(encoding="utf-8"):
-        doc = json.loads(line)
+    for doc in seed:
         plain, calls = strip_calls(doc["text"], TOOLFORMER)
         kept = [{"tool": c.tool, "input": c.input, "result": c.result, "position": p, "usefulness": None}
                 for p, c in calls]
         rows["tools"].append({"id": doc["id"], "text": doc["text"], "n_calls": len(kept), "calls": kept})
         rows["control"].append({"id": doc["id"], "text": plain, "n_calls": 0, "calls": []})
     sizes = {}
-    for name, docs in rows.items():
-        splits = heldout_split(docs, validation, seed=0)
-        sizes[name] = {part: len(docs) for part, docs in splits.items()}
-        write_corpus(out / name, splits, {"syntax": TOOLFORMER.name, "source": str(seed), **sizes[name]})
+    for name, corpus in rows.items():
+        splits = heldout_split(corpus, validation, seed=0)
+        sizes[name] = {part: len(split) for part, split in splits.items()}
+        write_corpus(out / name, splits, {"syntax": TOOLFORMER.name, "source": str(source), **sizes[name]})
     return sizes
 
 

@@ -2,8 +2,8 @@
 
 The work of a real sample stage: the calculator at the paper's defaults (k=20, m=10, τ_s=0) on
 --docs GSM8K solutions. The position-scoring pass keeps its KV caches and `sample` continues them.
-Ours: tokens drawn per second inside `sample` (a decoding step feeds every row one token: the
-next token of its call opening, or the one it drew last). Bare: the model's own forward over
+Ours: tokens drawn per second inside `sample` (each position's call opening fed once, then every
+decoding step feeds each row the token it drew last). Bare: the model's own forward over
 [rows, 1] new tokens without any cache, the least work a decoding step of that many rows does,
 at rows = the mean rows per step of ours. Then the same
 prefixes are sampled again in another order, in batches of 7 rows, from contexts encoded anew:

@@ -15,6 +15,7 @@ same methods (prompt logprobs, batched sampling with prefix caching, a stepping 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Sequence
 
 import numpy as np
@@ -111,9 +112,11 @@ class TokenizerText:
         return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special)
 
     def token_texts(self) -> list[str]:
-        if not hasattr(self, "_token_texts"):
-            self._token_texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
         return self._token_texts
+
+    @cached_property
+    def _token_texts(self) -> list[str]:
+        return self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
 
 
 def get_backend(model_ref: str, backend: str = "hf", **kwargs) -> LMBackend:

@@ -321,7 +321,7 @@ class _Decoder:
     and the rows that finish."""
 
     def __init__(self, lm: HFBackend, prefixes, used, contexts, seeds, stop, max_new_tokens, temperature):
-        self.lm, self.prefixes, self.used, self.seeds, self.stop = lm, prefixes, used, seeds, stop
+        self.lm, self.used, self.seeds, self.stop = lm, used, seeds, stop
         self.max_new, self.temperature = max_new_tokens, max(temperature, 1e-6)
         feeds = [tuple(p[c:]) for p, (_, c) in zip(prefixes, used)]
         openings: dict[tuple, int] = {}
@@ -401,7 +401,7 @@ class _Decoder:
             self.own += 1
             rows = torch.arange(len(self.sample_of), device=dev)
             self._draw(rows, self._probs(hidden).cumsum(-1))
-            self._finish(rows)
+            self._drop(self._admit(self._finish(rows)))
 
     def _admit(self, slots: list[int]) -> list[int]:
         """The next queued samples take these slots, each starting from its opening's KV and first
@@ -423,7 +423,7 @@ class _Decoder:
             for slot, i in zip(taken, samples):
                 self.gens[slot] = torch.Generator().manual_seed(int(self.seeds[i]) & 0x7FFFFFFFFFFFFFFF)
             self._draw(at, self.cdf[groups.cpu()])
-            slots += self._finish(at, refill=False)
+            slots += self._finish(at)
         return slots
 
     def _draw(self, rows: torch.Tensor, cdf: torch.Tensor) -> None:
@@ -437,9 +437,9 @@ class _Decoder:
         self.lm.sampled["tokens"] += len(rows)
         self.drew = tokens
 
-    def _finish(self, rows: torch.Tensor, refill: bool = True) -> list[int]:
-        """Record the rows that have just ended, at a stop string or at max_new_tokens; their slots
-        take queued samples (refill) or are returned; with an empty queue, the batch shrinks."""
+    def _finish(self, rows: torch.Tensor) -> list[int]:
+        """Record the rows that have just ended, at a stop string or at max_new_tokens; returns
+        their slots, now free."""
         real = self.sample_of[rows] >= 0  # a twin (see _drop) records nothing
         rows, drew = rows[real], self.drew[real.cpu()]
         ended = {}
@@ -451,11 +451,7 @@ class _Decoder:
             ended.setdefault(row, Sample(self.lm.decode(self.generated[row].tolist()), None))
         for row, sample in ended.items():
             self.results[int(self.sample_of[row])] = sample
-        free = sorted(ended)
-        if not refill:
-            return free
-        self._drop(self._admit(free))
-        return []
+        return sorted(ended)
 
     def _drop(self, free: list[int]) -> None:
         """These slots found no queued sample: their rows leave the batch. A lone row goes on with a
