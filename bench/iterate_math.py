@@ -33,11 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import DATA  # noqa: E402
+from toolformer.benchmarks import get_benchmark  # noqa: E402
 from toolformer.corpus.annotations import AnnotationStats, read_annotated, split_rows  # noqa: E402
 from toolformer.corpus.build import heldout_split, write_corpus  # noqa: E402
 from toolformer.corpus.calls import insert_calls, strip_calls  # noqa: E402
 from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
-from toolformer.evaluation.benchmarks import get_benchmark  # noqa: E402
 from toolformer.evaluation.evaluate import read_outcomes, difference_ci, p_value, percent_ci  # noqa: E402
 from toolformer.evaluation.metrics import paired  # noqa: E402
 

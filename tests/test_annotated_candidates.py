@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
+from toolformer.benchmarks import load_examples
 from toolformer.config import RunSettings, SampleSettings
 from toolformer.corpus.calls import canonical_position
 from toolformer.errors import UserValueError
-from toolformer.evaluation.benchmarks import load_examples
 from toolformer.pipeline.curate import curate
 from toolformer.pipeline.filter import weighted_loss
 from toolformer.pipeline.windows import document_windows

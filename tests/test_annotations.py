@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from toolformer.benchmarks import get_benchmark, load_examples
 from toolformer.corpus.annotations import (
     ANSWER_NOT_A_NUMBER, BAD_RECORD, CALCULATOR_ERROR, DISAGREES, FORMULA_VS_ANSWER, UNPARSEABLE,
     AnnotationStats, BadAnnotation, read_annotated, split_equation, split_rows)
 from toolformer.corpus.calls import insert_calls
 from toolformer.corpus.syntax import TOOLFORMER
 from toolformer.errors import UserError
-from toolformer.evaluation.benchmarks import get_benchmark, load_examples
 
 SHARED_MATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
 

@@ -15,10 +15,10 @@ import pytest
 
 from conftest import REPO, SHARED_DATA, tiny_llama
 from test_generate import Steered, counting_tool
+from toolformer.benchmarks import (Example, dateset, first_number, get_benchmark, load_examples,
+                                   numeric_gold, score, split_examples, words_contain)
 from toolformer.corpus.syntax import TOOLFORMER
 from toolformer.errors import UserError
-from toolformer.evaluation.benchmarks import (Example, dateset, first_number, get_benchmark, load_examples,
-                                              numeric_gold, score, split_examples, words_contain)
 from toolformer.evaluation.evaluate import append_table_row, compare_records, decode, evaluate, mode_figures
 from toolformer.evaluation.metrics import mcnemar_exact
 from toolformer.inference.decoder import ToolDecoder

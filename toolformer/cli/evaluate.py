@@ -1,9 +1,9 @@
 """`toolformer eval` (a benchmark with tools on and off) and `toolformer compare` (two record files)."""
 from __future__ import annotations
 
+from toolformer.benchmarks import BENCHMARKS
 from toolformer.cli.flags import add_flags, from_args
 from toolformer.config import CompareSettings, EvalSettings
-from toolformer.evaluation.benchmarks import BENCHMARKS
 from toolformer.evaluation.evaluate import compare_records, evaluate, p_value
 
 

@@ -33,10 +33,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
+from toolformer.benchmarks import in_test_split, math_example, problem_text, question_prompt
 from toolformer.corpus.calls import canonical_position, strip_calls
 from toolformer.corpus.syntax import HW3, TOOLFORMER
 from toolformer.errors import UserFileNotFound
-from toolformer.evaluation.benchmarks import in_test_split, math_example, problem_text, question_prompt
 from toolformer.registry import Registry
 from toolformer.run.records import BadRecord, Document, ReadStats, read_jsonl
 from toolformer.tools import get_tool, run_call

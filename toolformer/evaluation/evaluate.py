@@ -29,10 +29,10 @@ from typing import Iterator
 from tqdm import tqdm
 
 from toolformer.assets import DEFAULT_LM
+from toolformer.benchmarks import Benchmark, Example, get_benchmark, load_examples, score
 from toolformer.config import EvalSettings
 from toolformer.corpus.syntax import get_syntax
 from toolformer.errors import UserValueError
-from toolformer.evaluation.benchmarks import Benchmark, Example, get_benchmark, load_examples, score
 from toolformer.evaluation.metrics import accuracy, paired
 from toolformer.run.layout import EVAL
 from toolformer.run.records import ResumableWriter, read_jsonl

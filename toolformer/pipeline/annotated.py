@@ -24,10 +24,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+from toolformer.benchmarks import BENCHMARKS
 from toolformer.corpus.annotations import FORMATS, AnnotationStats, read_annotated, split_rows
 from toolformer.corpus.syntax import CallSyntax
 from toolformer.errors import UserError, UserValueError
-from toolformer.evaluation.benchmarks import BENCHMARKS
 from toolformer.lm.backend import LMBackend
 from toolformer.pipeline.sample import candidate_record
 from toolformer.pipeline.stage import Stage
