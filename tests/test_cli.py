@@ -34,7 +34,8 @@ def test_flags_are_generated_from_a_settings_dataclass():
     import argparse
     from dataclasses import dataclass
 
-    from toolformer.cli.flags import add_flags, from_args, opt
+    from toolformer.cli.flags import add_flags, from_args
+    from toolformer.config import opt
 
     @dataclass(frozen=True)
     class Settings:

@@ -6,10 +6,24 @@ Fields with `opt(..., cli=False)` are set by code, never by a flag.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from toolformer.assets import DEFAULT_LM
-from toolformer.cli.flags import opt
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
+        choices: tuple | None = None, metavar: str | None = None, positional: bool = False,
+        cli: bool = True, factory=None, repeat: bool = False, const: Any = None) -> Any:
+    """A settings field with its help text and flag metadata, which toolformer/cli/flags.py reads
+    (declared here so that the settings import nothing from the CLI). cli=False: set by code, never a flag."""
+    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar,
+            "positional": positional, "cli": cli, "repeat": repeat, "const": const}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
 
 # ---- run (shared by the curation stages)
 

@@ -5,6 +5,7 @@ A field `max_new_tokens: int = opt(32, "length cap")` becomes `--max-new-tokens 
 `list[str]` fields take several values after one flag, or with `repeat=True` one value per
 repeated flag (--run A --run B). `opt(..., positional=True)` makes a positional argument,
 `flag="--x"` another spelling, `choices=` a closed set, `const=` the value of the bare flag.
+`opt` lives in toolformer/config.py, next to the settings it declares.
 """
 from __future__ import annotations
 
@@ -13,17 +14,6 @@ import dataclasses
 import types
 import typing
 from typing import Any
-
-
-def opt(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
-        choices: tuple | None = None, metavar: str | None = None, positional: bool = False,
-        cli: bool = True, factory=None, repeat: bool = False, const: Any = None) -> Any:
-    """A settings field with its help text. cli=False: set by code, never a flag."""
-    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar,
-            "positional": positional, "cli": cli, "repeat": repeat, "const": const}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
 
 
 def _base_type(hint) -> tuple[type, bool, bool]:
