@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 
 from toolformer.assets import DEFAULT_EMBEDDER  # noqa: E402
 from toolformer.cli.flags import add_flags, from_args  # noqa: E402
-from toolformer.config import RetrieverTraining  # noqa: E402
+from toolformer.config import DEFAULT_MAX_LENGTH, POOLINGS, RetrieverTraining  # noqa: E402
 from toolformer.retrieval.bm25 import BM25  # noqa: E402
 from toolformer.retrieval.data import query_pairs, read_queries, read_tool_set, split, subsample  # noqa: E402
-from toolformer.retrieval.encoders import DEFAULT_MAX_LENGTH, POOLINGS, load_encoder  # noqa: E402
+from toolformer.retrieval.encoders import load_encoder  # noqa: E402
 from toolformer.retrieval.metrics import evaluate  # noqa: E402
 from toolformer.retrieval.train import DEFAULT_LR, LORA_LR, train  # noqa: E402
 from toolformer.run.records import ReadStats  # noqa: E402

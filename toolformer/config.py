@@ -275,9 +275,11 @@ class CompareSettings:
 # ---- retrieval
 
 from toolformer.assets import DEFAULT_EMBEDDER  # noqa: E402  (each section imports what it needs)
-from toolformer.retrieval.data import WINDOW_CHARS  # noqa: E402
-from toolformer.retrieval.encoders import DEFAULT_MAX_LENGTH, POOLINGS  # noqa: E402
 
+# shared by these settings and toolformer/retrieval/, which imports them from here
+WINDOW_CHARS = 400        # text before a kept call that forms its query
+DEFAULT_MAX_LENGTH = 128  # tokens per text
+POOLINGS = ("last", "mean")
 RETRIEVER_HELP = "bm25, a model, or a trained retriever folder"
 
 

@@ -13,14 +13,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from toolformer.config import WINDOW_CHARS
 from toolformer.errors import UserValueError
 from toolformer.run import layout
 from toolformer.run.records import SCORED, BadRecord, ReadStats, read_jsonl
 
 if TYPE_CHECKING:
     from toolformer.config import RetrieverData
-
-WINDOW_CHARS = 400        # text before a kept call that forms its query
 
 
 @dataclass(frozen=True)

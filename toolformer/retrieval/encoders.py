@@ -15,11 +15,10 @@ from typing import Sequence
 import numpy as np
 
 from toolformer.assets import DEFAULT_EMBEDDER, embedded_path
+from toolformer.config import DEFAULT_MAX_LENGTH, POOLINGS
 from toolformer.errors import UserValueError
 
 DEFAULT_INSTRUCTION = "Given a text, retrieve the tool that helps to continue or answer it"
-DEFAULT_MAX_LENGTH = 128  # tokens per text
-POOLINGS = ("last", "mean")
 CONFIG_FILE = "retriever.json"
 
 
