@@ -11,15 +11,11 @@ import random
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from toolformer.config import WINDOW_CHARS
+from toolformer.config import WINDOW_CHARS, RetrieverData
 from toolformer.errors import UserValueError
 from toolformer.run import layout
 from toolformer.run.records import SCORED, BadRecord, ReadStats, read_jsonl
-
-if TYPE_CHECKING:
-    from toolformer.config import RetrieverData
 
 
 @dataclass(frozen=True)
