@@ -16,9 +16,10 @@ Heavy libraries (torch, transformers) load on the first call, not on import.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version(__name__)  # written once, in pyproject.toml
 
 
 def _split_fields(fields: dict, *classes) -> list:

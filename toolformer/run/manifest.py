@@ -43,11 +43,11 @@ def _now() -> str:
 
 
 def versions() -> dict:
+    from importlib.metadata import version  # the installed distribution's: run/ sits below the top package
     import numpy
     import torch
     import transformers
-    from toolformer import __version__
-    return {"toolformer": __version__, "python": platform.python_version(), "torch": torch.__version__,
+    return {"toolformer": version("toolformer"), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "numpy": numpy.__version__}
 
 
