@@ -112,7 +112,7 @@ def test_tools_off_never_calls(base, tokenizer):
     dec = ToolDecoder(HFBackend(model, tokenizer), TOOLFORMER, toolbox=None)
     (gen,) = dec.generate(["400 of 1400 passed:"], max_new_tokens=20)
     assert log == [] and gen.calls == []
-    banned = set(marker_token_ids(dec.lm, TOOLFORMER))
+    banned = set(marker_token_ids(dec.lm, TOOLFORMER.start))
     assert {tokenizer.encode(s, add_special_tokens=False)[0] for s in (" [", "[")} <= banned
     assert "[" not in gen.output
 

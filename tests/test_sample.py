@@ -47,7 +47,7 @@ def test_position_probabilities_equal_one_prefix_at_a_time(tiny_backend):
     seqs = [sampler.prompt_ids(w) + w.ids for w in windows]
     firsts = [len(sampler.prompt_ids(w)) for w in windows]
     batched = lm.next_token_logprobs(seqs, firsts, sampler.markers)
-    markers = start_marker_ids(lm, TOOLFORMER)
+    markers = start_marker_ids(lm, TOOLFORMER.start)
     assert sorted(lm.decode([m]) for m in markers) == [" [", "["]
     for w, seq, first, lp in zip(windows, seqs, firsts, batched):
         for i in range(len(w.ids)):
@@ -59,7 +59,7 @@ def test_position_probabilities_equal_one_prefix_at_a_time(tiny_backend):
 
 def test_call_opening_forces_the_tool_name(tiny_backend):
     lm = tiny_backend
-    for marker in start_marker_ids(lm, TOOLFORMER):
+    for marker in start_marker_ids(lm, TOOLFORMER.start):
         ids = call_opening(lm, TOOLFORMER, get_tool("wikisearch"), marker)
         assert ids[0] == marker and lm.decode(ids).strip() == "[WikiSearch("
     assert call_opening(lm, HW3, get_tool("calculator"), 7) == [7]
@@ -133,7 +133,7 @@ def test_a_finetuned_sampler_reads_p_start_on_the_text_alone(tmp_path, tokenizer
     assert figures["stages"]["sample/calendar"]["candidates"] == len(records) == 3
 
     tuned, base = HFBackend.from_ref(str(base_dir), adapter=str(adapter)), HFBackend.from_ref(str(base_dir))
-    markers = start_marker_ids(tuned, TOOLFORMER)
+    markers = start_marker_ids(tuned, TOOLFORMER.start)
     windows = {w.index: w for w in document_windows(tuned, Document("d", text, {}), 64)}
 
     def p_start(lm, rec) -> float:

@@ -61,9 +61,9 @@ class ToolDecoder:
         self.lm, self.syntax = lm, syntax
         self.toolbox = toolbox  # None: tools off
         self.top_k, self.max_calls = top_k, max_calls
-        self.start_set = set(start_marker_ids(lm, syntax))
+        self.start_set = set(start_marker_ids(lm, syntax.start))
         self.start_ids = torch.tensor(sorted(self.start_set))
-        self.banned = torch.tensor(marker_token_ids(lm, syntax))
+        self.banned = torch.tensor(marker_token_ids(lm, syntax.start))
         # what follows the arrow before the result: " " for "→ 0.29", "" for ">>0.29"
         self.after_arrow = syntax.arrow[len(syntax.arrow.rstrip()):]
 

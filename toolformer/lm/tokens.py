@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from toolformer.corpus.syntax import CallSyntax
-
 if TYPE_CHECKING:
     from toolformer.lm.backend import LMBackend
 
@@ -26,15 +24,15 @@ def sequence_start(tokenizer) -> list[int]:
     return [start]
 
 
-def start_marker_ids(lm: LMBackend, syntax: CallSyntax) -> list[int]:
-    """First token of the start marker in both spellings, after a space and not (" [", "[")."""
-    return list(dict.fromkeys(lm.encode(s)[0] for s in (" " + syntax.start, syntax.start)))
+def start_marker_ids(lm: LMBackend, start: str) -> list[int]:
+    """First token of the start marker (a call syntax's `start`) in both spellings, after a space
+    and not (" [", "[")."""
+    return list(dict.fromkeys(lm.encode(s)[0] for s in (" " + start, start)))
 
 
 @lru_cache(maxsize=8)
-def marker_token_ids(lm: LMBackend, syntax: CallSyntax) -> list[int]:
+def marker_token_ids(lm: LMBackend, start: str) -> list[int]:
     """Every token that begins the start marker (" [", "[", "[[", ...): p(<API>) = 0 means all of them."""
-    start = syntax.start
     return [i for i, t in enumerate(lm.token_texts())
             if (s := t.lstrip()) and (s.startswith(start) or start.startswith(s))]
 

@@ -74,7 +74,7 @@ class Sampler:
     def __init__(self, lm: LMBackend, tool: Tool, syntax: CallSyntax, settings: SampleSettings, seed: int = 0):
         self.lm, self.tool, self.syntax, self.s, self.seed = lm, tool, syntax, settings, seed
         self.prompt_head, self.prompt_tail = (None, None) if settings.no_prompt else load_prompt(tool).split("{input}")
-        self.markers = start_marker_ids(lm, syntax)
+        self.markers = start_marker_ids(lm, syntax.start)
         self.openings = {m: call_opening(lm, syntax, tool, m) for m in self.markers}
 
     def prompt_ids(self, window: Window) -> list[int]:
