@@ -21,7 +21,9 @@ import shlex
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 from toolformer.config import DemoSettings
 from toolformer.errors import UserError
@@ -46,11 +48,10 @@ def demo_data(data_dir: str | None) -> DemoData:
                     ["--benchmark", "gsm8k", "--data-file", str(PACKAGE_DATA / "gsm8k_heldout_slice.jsonl")])
 
 
-def _step(argv: list[str]) -> None:
-    from toolformer.cli import main
+def _step(command: Callable[[list[str]], int], argv: list[str]) -> None:
     print(f"\n$ toolformer {shlex.join(argv)}", flush=True)
     t0 = time.perf_counter()
-    code = main(argv)
+    code = command(argv)
     print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     if code:
         raise UserError(f"demo step failed (exit {code}): toolformer {shlex.join(argv)}")
@@ -63,7 +64,9 @@ def _verdict(name: str, comparison: dict) -> str:
     return f"  tools on vs {name}: {shown}: " + ("better" if low > 0 else "not shown better")
 
 
-def demo(s: DemoSettings) -> dict:
+def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
+    """command: the CLI's entry point (toolformer.cli.main), handed in by the CLI, which sits above
+    the demo: each step runs what a user would type."""
     from toolformer.evaluation.evaluate import compare_records
 
     data = demo_data(s.data_dir or os.environ.get("TOOLFORMER_DATA"))
@@ -72,15 +75,16 @@ def demo(s: DemoSettings) -> dict:
     quiet = [] if s.progress else ["--no-progress"]
     train = ["--max-steps", str(s.steps), "--eval-steps", str(s.steps), "--batch-size", str(s.batch_size),
              "--lr", str(s.lr), *([] if s.progress else ["--no-progress"])]
+    step = partial(_step, command)
     t0 = time.perf_counter()
-    _step(["curate", *where, "--corpus", str(data.corpus), "--from-annotations", data.format, "--tools", "calculator",
-           "--limit", str(s.documents), "--skip-bad", "--tau-f", str(s.tau_f), *quiet])
-    _step(["report", *where])
-    _step(["build", *where, "--heldout", HELDOUT])
-    _step(["build", *where, "--heldout", HELDOUT, "--no-calls"])
+    step(["curate", *where, "--corpus", str(data.corpus), "--from-annotations", data.format, "--tools", "calculator",
+          "--limit", str(s.documents), "--skip-bad", "--tau-f", str(s.tau_f), *quiet])
+    step(["report", *where])
+    step(["build", *where, "--heldout", HELDOUT])
+    step(["build", *where, "--heldout", HELDOUT, "--no-calls"])
     adapter, control = run_dir / "model" / "adapter", run_dir / "control" / "adapter"
-    _step(["finetune", *where, *train])
-    _step(["finetune", *where, "--data", str(run_dir / "augmented-no-calls"), "--out", str(control.parent), *train])
+    step(["finetune", *where, *train])
+    step(["finetune", *where, "--data", str(run_dir / "augmented-no-calls"), "--out", str(control.parent), *train])
 
     # the adapters were just retrained: evaluations of earlier ones are not continued
     evals, table = run_dir / "eval", run_dir / "results.md"
@@ -88,11 +92,11 @@ def demo(s: DemoSettings) -> dict:
     table.unlink(missing_ok=True)
     bench = data.benchmark[1]
     common = [*data.benchmark, "--limit", str(s.limit), "--table", str(table), *quiet]
-    _step(["eval", *common, "--adapter", str(adapter), "--tools", "both", "--out", str(evals / "tools")])
-    _step(["eval", *common, "--adapter", str(control), "--tools", "off", "--out", str(evals / "control")])
+    step(["eval", *common, "--adapter", str(adapter), "--tools", "both", "--out", str(evals / "tools")])
+    step(["eval", *common, "--adapter", str(control), "--tools", "off", "--out", str(evals / "control")])
     tools_on, tools_off = (evals / "tools" / f"{bench}.tools-{m}.jsonl" for m in ("on", "off"))
     control_off = evals / "control" / f"{bench}.tools-off.jsonl"
-    _step(["compare", str(control_off), str(tools_on), "--table", str(table)])
+    step(["compare", str(control_off), str(tools_on), "--table", str(table)])
 
     minutes = (time.perf_counter() - t0) / 60
     print(f"\nDone in {minutes:.1f} min. Everything is under {run_dir}/ (report.html, augmented/, model/, "

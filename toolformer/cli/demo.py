@@ -6,8 +6,9 @@ from toolformer.config import DemoSettings
 
 
 def cmd_demo(args) -> dict:
+    from toolformer.cli import main
     from toolformer.demo import demo
-    return demo(from_args(DemoSettings, args))
+    return demo(from_args(DemoSettings, args), main)
 
 
 def add_commands(sub, command) -> None:
