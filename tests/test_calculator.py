@@ -119,7 +119,8 @@ def test_decimals_option():
     ("٣ + ١", "unexpected character '٣'"),     # Arabic-Indic digits are rejected, not guessed
     ("３ + １", "unexpected character '３'"),   # so are fullwidth digits
     ("abs(-1)", "unexpected character 'a'"),
-    ("2 ^ 0.5", "exponent must be a whole number"),
+    ("2 ^ 0.35", "exponent must be a whole number or a fraction p/q with q <= 10"),   # 7/20
+    ("2 ^ (1/3) ^ 3", "exponent must be a whole number or a fraction"),     # right-associative: 1/27
     ("2 ^ 101", "exponent must be a whole number"),
     ("9**9**9**9", "exponent must be a whole number"),
     ("10 ^ 31", "too large"),
@@ -128,6 +129,72 @@ def test_decimals_option():
     ("1" * 201, "longer than 200 characters"),
 ])
 def test_errors(expression, message):
+    with pytest.raises(ToolError, match=re.escape(message)):
+        calc(expression, {})
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("gcd(12, 18)", "6"),
+    ("GCD(15,9,18)", "3"),          # ASDiv's spelling
+    ("gcd(252,198)", "18"),         # 252 = 2^2*3^2*7, 198 = 2*3^2*11: commas separate, never group
+    ("gcd(7)", "7"),
+    ("gcd(0, 0)", "0"),
+    ("gcd(-4, 6)", "2"),
+    ("gcd(4.0, 6)", "2"),           # a whole number written with a decimal point
+    ("lcm(6, 8)", "24"),
+    ("LCM[20,10,8]", "40"),         # ASDiv's square brackets
+    ("LCM[252,198]", "2772"),       # 2^2*3^2*7*11
+    ("lcm(4, 6) / gcd(4, 6)", "6"),
+    ("lcm(0, 5)", "0"),
+    ("lcm(-4, 6)", "12"),
+    ("lcm(2 + 2, 3 * 2)", "12"),    # arguments are expressions
+    ("1,000 * gcd(2, 4)", "2000"),  # outside the brackets commas still group thousands
+    ("gcd(1,000, 5)", "1"),         # inside they separate, as documented: gcd(1, 0, 5)
+    ("Lcm ( 3 , 5 )", "15"),
+    ("lcm(10^15, 10^15 - 1)", str(10 ** 15 * (10 ** 15 - 1))),   # coprime: the product, exactly
+    ("sqrt(16)", "4"),
+    ("sqrt(16/9)", "1.33"),
+    ("sqrt(2)", "1.41"),            # 1.41421...
+    ("sqrt(2) * sqrt(2)", "2"),     # the root is exact to 20 decimals, so the product rounds back
+    ("100^(1/2)*4", "40"),          # ASDiv: a square room of 100 square feet
+    ("(400^(1/2)/2)*(400^(1/2)/2)*3.14", "314"),
+    ("2 ^ 0.5", "1.41"),
+    ("8^(2/3)", "4"),
+    ("(-8)^(1/3)", "-2"),           # an odd root of a negative number is real
+    ("27^(-1/3)", "0.33"),
+    ("10^(1/10)", "1.26"),          # 1.2589...: the largest root allowed
+    ("560//10", "56"),              # GSM8K writes //
+    ("7 // 2", "3"),
+    ("-7 // 2", "-4"),              # rounds down, as Python's //
+    ("7.5 // 2.5", "3"),
+])
+def test_functions_roots_and_floor_division(expression, expected):
+    assert calc(expression, {}) == expected
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("gcd(2.5, 5)", "gcd takes whole numbers, not 2.5"),
+    ("lcm(1/3, 2)", "lcm takes whole numbers, not 0.33"),
+    ("gcd(50%, 10)", "gcd takes whole numbers, not 0.5"),
+    ("lcm(10^20, 10^20 + 1)", "too large"),          # 10^40 > MAX_ABS
+    ("lcm(" + ", ".join(["97", "89", "83", "79", "73", "71", "67", "61", "59", "53", "47", "43", "41", "37",
+                         "31", "29", "23", "19"]) + ")", "too large"),   # ~1.1e31
+    ("gcd(10^31, 2)", "too large"),                  # arguments are bounded like every value
+    ("gcd()", "expected a number"),
+    ("gcd(4, 6]", "missing ')'"),
+    ("LCM[4, 6)", "missing ']'"),
+    ("lcm(4, 6", "missing ')'"),
+    ("gcd 4, 6", "unexpected character 'g'"),        # a name needs its brackets
+    ("[4]", "expected a number or '(', got '['"),    # square brackets only hold arguments
+    ("(4, 6)", "unexpected character ','"),
+    ("sqrt(4, 9)", "sqrt takes one number, not 2"),
+    ("sqrt(-4)", "no real square root"),
+    ("(-4)^(1/2)", "even root of a negative number"),
+    ("2 ^ (1/11)", "q <= 10"),
+    ("10 // 0", "division by zero"),
+    ("max(1, 2)", "unexpected character 'm'"),
+])
+def test_function_errors(expression, message):
     with pytest.raises(ToolError, match=re.escape(message)):
         calc(expression, {})
 
@@ -198,8 +265,9 @@ def test_executor_options():
     assert TOOL.executor(decimals=0)("7 / 2", {}) == "4"
     with pytest.raises(UserValueError, match="Calculator has no option 'decimal' .options: decimals."):
         TOOL.executor(decimal=3)
-    with pytest.raises(UserValueError, match="decimals must be 0..10"):
-        TOOL.executor(decimals=11)
+    for bad in (11, -1, 1.5, "2", True):  # --option decimals=1.5 once failed on the first call
+        with pytest.raises(UserValueError, match="decimals must be a whole number 0..10"):
+            TOOL.executor(decimals=bad)
 
 
 # ---- document heuristic
@@ -427,8 +495,26 @@ def test_gsm8k_annotations():
             assert abs(Fraction(result) - Fraction(written.replace(",", ""))) <= Fraction(1, 200), \
                 (expression, written, result)
             agree += 1
-    assert agree > 23_000
-    assert refused and all("//" in expression for expression in refused)  # floor division, a typo
+    assert agree > 23_000 and refused == []  # the two written with // included (560//10=56)
+
+
+@pytest.mark.slow
+def test_asdiv_gcd_lcm_and_root_formulas():
+    # 142 ASDiv formulas (the reader's: units dropped, last step) use GCD(...), LCM[...] or ^(1/2);
+    # the calculator once refused them all
+    from toolformer.corpus.annotations import split_equation
+    path = SHARED_DATA / "math" / "asdiv.jsonl"
+    if not path.exists():
+        pytest.skip(f"real data not found at {path}")
+    checked = 0
+    for line in path.open(encoding="utf-8"):
+        formula = json.loads(line)["formula"]
+        parts = split_equation(formula)
+        if parts is None or parts[1] is None or not re.search(r"GCD|LCM|\^\(1/2\)", parts[0]):
+            continue
+        assert calc(parts[0], {}) == parts[1].replace(",", ""), formula
+        checked += 1
+    assert checked == 142, checked
 
 
 # ---- the CLI

@@ -4,17 +4,24 @@ Accepted input (at most MAX_INPUT_CHARS characters):
   numbers      12, 3.5, .5, 2,500 (thousands separators must be well formed: 1,5 is rejected),
                an optional leading $ € £; ASCII digits only: other scripts' digits ('٣', '３')
                are rejected rather than guessed
-  operators    + -  * x X ×  / ÷  − (unicode minus), unary minus/plus, parentheses
-  powers       ^ or **, right-associative, -2^2 = -4; the exponent must be an integer with
-               |e| <= MAX_EXPONENT, so 9**9**9**9 is an error at once, not a hang
+  operators    + -  * x X ×  / ÷  − (unicode minus), unary minus/plus, parentheses; // divides
+               and rounds down to a whole number (GSM8K's annotators write it): 7 // 2 = 3
+  powers       ^ or **, right-associative, -2^2 = -4; the exponent is a whole number or a
+               fraction p/q with q <= MAX_ROOT (100^(1/2) = 10, 8^(2/3) = 4, 2^0.5 = 1.41), its
+               size |e| <= MAX_EXPONENT, so 9**9**9**9 is an error at once, not a hang
+  functions    gcd(a, b, ...) and lcm(a, b, ...) of whole numbers (ASDiv writes LCM[20,10,8]:
+               square brackets work too, names in any case), sqrt(x); inside their brackets
+               a comma separates arguments, so write 1000 there, not 1,000
   percentages  `%` after a number or a bracket divides it by 100, where that is unambiguous:
                `20% of 50` = 10, `50 * 20%` = 10, `50 / 20%` = 250, `20%` = 0.2; a bare
                percentage added or subtracted (`50 + 20%`: 50.2 or 60?) is rejected, and so is
                `10 % 3` (modulo is not supported)
-Arithmetic is exact (fractions.Fraction); the result is rounded half away from zero to 2
-decimals (0.125 -> "0.13", -0.125 -> "-0.13") with trailing zeros dropped: "0.29", "120", "-3.5".
-Bounds (input length, bracket depth, digits per number, size of every intermediate value) keep
-every call under about a millisecond; anything outside them is a ToolError, as is 1 / 0.
+Arithmetic is exact (fractions.Fraction), but for a root that is not rational, computed to
+ROOT_DIGITS decimals; the result is rounded half away from zero to 2 decimals (0.125 -> "0.13",
+-0.125 -> "-0.13") with trailing zeros dropped: "0.29", "120", "-3.5".
+Bounds (input length, bracket depth, digits per number, size of every intermediate value, gcd and
+lcm arguments and results included) keep every call under about a millisecond; anything outside
+them is a ToolError, as is 1 / 0.
 """
 from __future__ import annotations
 
@@ -30,33 +37,54 @@ MAX_INPUT_CHARS = 200
 MAX_DEPTH = 20            # nested brackets; the parser recurses once per level
 MAX_DIGITS = 30           # digits in one written number
 MAX_EXPONENT = 100
+MAX_ROOT = 10             # largest q of a fractional exponent p/q
+ROOT_DIGITS = 20          # decimals of a root that is not rational
 MAX_ABS = 10 ** 30        # largest magnitude of any intermediate value
 MAX_BITS = 1000          # in a denominator, and in a power's parts before it is computed
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<number>[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]*)?|\.[0-9]+)
-  | (?P<op>\*\*|[-+*/^%()xX×÷−]|of(?![A-Za-z]))
+  | (?P<function>(?i:gcd|lcm|sqrt)(?=\s*[(\[]))
+  | (?P<op>\*\*|//|[-+*/^%()\[\]xX×÷−]|of(?![A-Za-z]))
   | (?P<currency>[$€£](?=[0-9.]))
 """, re.VERBOSE)
+_ARGUMENT_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")  # no thousands commas: they separate
 _CANONICAL_OP = {"**": "^", "x": "*", "X": "*", "×": "*", "÷": "/", "−": "-"}
+_CLOSE = {"(": ")", "[": "]"}
 
 
 def tokenize(text: str) -> list[Fraction | str]:
-    """Numbers as Fractions, operators as canonical one-character strings (plus "of")."""
+    """Numbers as Fractions, operators as canonical strings (plus "of"), function names in lower
+    case, and "," between a function's arguments."""
     tokens: list[Fraction | str] = []
+    brackets: list[bool] = []  # per open bracket: whether it holds a function's arguments
     pos = 0
     while pos < len(text):
+        in_arguments = any(brackets)
+        if in_arguments and text[pos] == ",":
+            tokens.append(",")
+            pos += 1
+            continue
         m = _TOKEN.match(text, pos)
         if m is None:
             raise ToolError(f"unexpected character {text[pos]!r} at position {pos}")
         if m.lastgroup == "number":
+            if in_arguments:
+                m = _ARGUMENT_NUMBER.match(text, pos)
             digits = m.group().replace(",", "")
             if sum(ch.isdigit() for ch in digits) > MAX_DIGITS:
                 raise ToolError(f"number too long (more than {MAX_DIGITS} digits)")
             tokens.append(Fraction(digits.rstrip(".")))
+        elif m.lastgroup == "function":
+            tokens.append(m.group().lower())
         elif m.lastgroup == "op":
-            tokens.append(_CANONICAL_OP.get(m.group(), m.group()))
+            op = _CANONICAL_OP.get(m.group(), m.group())
+            if op in _CLOSE:
+                brackets.append(bool(tokens) and tokens[-1] in FUNCTIONS)
+            elif op in _CLOSE.values() and brackets:
+                brackets.pop()
+            tokens.append(op)
         pos = m.end()
     return tokens
 
@@ -69,10 +97,7 @@ def _checked(value: Fraction) -> Fraction:
     return value
 
 
-def _power(base: Fraction, exponent: Fraction) -> Fraction:
-    if exponent.denominator != 1 or abs(exponent) > MAX_EXPONENT:
-        raise ToolError(f"exponent must be a whole number from -{MAX_EXPONENT} to {MAX_EXPONENT}")
-    e = int(exponent)
+def _whole_power(base: Fraction, e: int) -> Fraction:
     if base == 0 and e < 0:
         raise ToolError("division by zero")
     # estimate the size before computing it: a huge power would take long to build
@@ -82,14 +107,74 @@ def _power(base: Fraction, exponent: Fraction) -> Fraction:
     return _checked(base ** e)
 
 
+def _iroot(n: int, q: int) -> int:
+    """floor(n ** (1/q)) of an integer n >= 0, exactly (Newton's method from above)."""
+    if n < 2:
+        return n
+    x = 1 << -(-n.bit_length() // q)  # 2^ceil(bits/q) is above the root
+    while True:
+        y = ((q - 1) * x + n // x ** (q - 1)) // q
+        if y >= x:
+            return x
+        x = y
+
+
+def _root(value: Fraction, q: int) -> Fraction:
+    """The real q-th root: exact where it is rational (100 -> 10, 8/27 -> 2/3), else truncated to
+    ROOT_DIGITS decimals, far below the 2 the result is rounded to."""
+    if value < 0 and q % 2 == 0:
+        raise ToolError("even root of a negative number")
+    n, d = abs(value.numerator), value.denominator
+    root_n, root_d = _iroot(n, q), _iroot(d, q)
+    if root_n ** q == n and root_d ** q == d:
+        root = Fraction(root_n, root_d)
+    else:
+        scale = 10 ** ROOT_DIGITS
+        root = Fraction(_iroot(n * scale ** q // d, q), scale)
+    return _checked(-root if value < 0 else root)
+
+
+def _power(base: Fraction, exponent: Fraction) -> Fraction:
+    if exponent.denominator > MAX_ROOT or abs(exponent) > MAX_EXPONENT:
+        raise ToolError(f"exponent must be a whole number or a fraction p/q with q <= {MAX_ROOT}, "
+                        f"from -{MAX_EXPONENT} to {MAX_EXPONENT}")
+    # base^(p/q) is the q-th root of base^p: the power is exact, so only the root can round
+    value = _whole_power(base, exponent.numerator)
+    return value if exponent.denominator == 1 else _root(value, exponent.denominator)
+
+
+def _whole(name: str, value: Fraction) -> int:
+    if value.denominator != 1:
+        raise ToolError(f"{name} takes whole numbers, not {format_number(value)}")
+    return int(value)
+
+
+def _sqrt(args: list[Fraction]) -> Fraction:
+    if len(args) != 1:
+        raise ToolError(f"sqrt takes one number, not {len(args)}")
+    if args[0] < 0:
+        raise ToolError("no real square root of a negative number")
+    return _root(args[0], 2)
+
+
+# name -> function of the argument values; every argument and result is within MAX_ABS (the
+# parser checks both), so gcd and lcm work on integers of at most 100 bits
+FUNCTIONS = {
+    "gcd": lambda args: Fraction(math.gcd(*(_whole("gcd", a) for a in args))),
+    "lcm": lambda args: Fraction(math.lcm(*(_whole("lcm", a) for a in args))),
+    "sqrt": _sqrt,
+}
+
+
 class _Parser:
     """Precedence climbing over the token list; each method returns (value, is_percentage).
 
     expr   := term (('+' | '-') term)*
-    term   := signed (('*' | '/' | 'of') signed)*   'of' only right after a percentage
+    term   := signed (('*' | '/' | '//' | 'of') signed)*   'of' only right after a percentage
     signed := ('+' | '-')* pct ('^' ('+' | '-')* pct)*   signs bind looser than '^'
     pct    := primary '%'?
-    primary:= number | '(' expr ')'
+    primary:= number | '(' expr ')' | function ('(' args ')' | '[' args ']')
+    args   := expr (',' expr)*
     """
 
     def __init__(self, tokens: list[Fraction | str]):
@@ -128,16 +213,16 @@ class _Parser:
     def term(self) -> tuple[Fraction, bool]:
         value, last_pct = self.signed()
         n_factors = 1
-        while self.peek() in ("*", "/", "of"):
+        while self.peek() in ("*", "/", "//", "of"):
             op = self.take()
             if op == "of" and not last_pct:
                 raise ToolError("'of' must follow a percentage, as in 20% of 50")
             right, last_pct = self.signed()
             n_factors += 1
-            if op == "/":
+            if op in ("/", "//"):
                 if right == 0:
                     raise ToolError("division by zero")
-                value = _checked(value / right)
+                value = _checked(value / right if op == "/" else Fraction(value // right))
             else:
                 value = _checked(value * right)
         return value, last_pct and n_factors == 1
@@ -176,15 +261,30 @@ class _Parser:
         if isinstance(token, Fraction):
             return _checked(token), False
         if token == "(":
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise ToolError(f"brackets nested deeper than {MAX_DEPTH}")
+            self.open()
             result = self.expr()
-            if self.take() != ")":
-                raise ToolError("missing ')'")
-            self.depth -= 1
+            self.close("(")
             return result
+        if token in FUNCTIONS:
+            bracket = self.take()  # the tokenizer emits a name only before its bracket
+            self.open()
+            args = [self.expr()[0]]
+            while self.peek() == ",":
+                self.take()
+                args.append(self.expr()[0])
+            self.close(bracket)
+            return _checked(FUNCTIONS[token](args)), False
         raise ToolError(f"expected a number or '(', got {_describe(token)}")
+
+    def open(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ToolError(f"brackets nested deeper than {MAX_DEPTH}")
+
+    def close(self, bracket: str) -> None:
+        if self.take() != _CLOSE[bracket]:
+            raise ToolError(f"missing {_CLOSE[bracket]!r}")
+        self.depth -= 1
 
 
 def _describe(token: Fraction | str | None) -> str:
@@ -211,8 +311,8 @@ def format_number(value: Fraction, decimals: int = 2) -> str:
 
 
 def make_executor(decimals: int = 2) -> Executor:
-    if not 0 <= decimals <= 10:
-        raise UserValueError(f"decimals must be 0..10, got {decimals}")
+    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 10:
+        raise UserValueError(f"decimals must be a whole number 0..10, got {decimals!r}")
 
     def calculate(input: str, meta: Mapping) -> str:
         return format_number(evaluate(input), decimals)
@@ -281,8 +381,8 @@ def looks_like_math(text: str, meta: Mapping | None = None) -> bool:
 
 TOOL = register(Tool(
     name="Calculator",
-    description="Computes an arithmetic expression: + - * / with brackets, decimals, percentages "
-                "and whole-number powers; the result is rounded to 2 decimals.",
+    description="Computes an arithmetic expression: + - * / with brackets, decimals, percentages, "
+                "powers and roots, gcd and lcm; the result is rounded to 2 decimals.",
     examples=(
         "Of the 1,400 applicants, 400 [Calculator(400 / 1400) → 0.29] or 29% were admitted.",
         "The tickets cost 12 x 3 = [Calculator(12 * 3) → 36] 36 dollars.",
