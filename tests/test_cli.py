@@ -55,3 +55,34 @@ def test_flags_are_generated_from_a_settings_dataclass():
     assert (s.steps, s.limit, s.quiet, s.progress, s.run, s.ray) == (5, 2, True, True, None, "auto")
     with pytest.raises(SystemExit):
         parser.parse_args(["--steps", "5"])  # --name is required
+
+
+def _command_paths(parser, path=()):
+    """Every command of the parser as its words: (), ("eval",), ("retriever", "train"), ..."""
+    import argparse
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _command_paths(sub, path + (name,))
+
+
+def test_every_command_has_help(capsys):
+    # `toolformer --help` once crashed: argparse %-formatted "95% CIs" in eval's help
+    from toolformer.cli import build_parser
+    paths = list(_command_paths(build_parser()))
+    assert {(), ("eval",), ("compare",), ("tool",), ("retriever", "train")} <= set(paths) and len(paths) > 15
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_:
+            main([*path, "--help"])
+        out, err = capsys.readouterr()
+        assert exit_.value.code == 0 and out.startswith(f"usage: {' '.join(('toolformer', *path))}"), (path, err)
+        assert len(out.splitlines()) > 3, path
+
+
+def test_help_strings_are_literal_text():
+    from toolformer.cli import Parser
+    parser = Parser(prog="p")
+    parser.add_subparsers().add_parser("sub", help="a 95% CI").add_argument("--x", help="20% of %(default)s")
+    assert "a 95% CI" in parser.format_help()
+    assert "20% of %(default)s" in parser._subparsers._group_actions[0].choices["sub"].format_help()

@@ -46,8 +46,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+class LiteralHelpFormatter(argparse.HelpFormatter):
+    """Help strings are plain text: a "%" in one ("95% CIs") prints as written. argparse would
+    %-format them and crash on it; no help here uses %(default)s (add_flags writes defaults in)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help.replace("%", "%%")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser with literal help. argparse builds subparsers of the parser's own class,
+    so every subcommand, however deep, gets it too."""
+
+    def __init__(self, *args, formatter_class=LiteralHelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toolformer", description=__doc__.splitlines()[0])
+    parser = Parser(prog="toolformer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub, command)
