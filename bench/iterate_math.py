@@ -39,7 +39,7 @@ from toolformer.corpus.build import heldout_split, write_corpus  # noqa: E402
 from toolformer.corpus.calls import insert_calls, strip_calls  # noqa: E402
 from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
 from toolformer.evaluation.evaluate import read_outcomes, difference_ci, p_value, percent_ci  # noqa: E402
-from toolformer.evaluation.metrics import paired  # noqa: E402
+from toolformer.stats import paired  # noqa: E402
 
 
 def with_calls(doc) -> dict:

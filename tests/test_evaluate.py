@@ -20,11 +20,11 @@ from toolformer.benchmarks import (Example, dateset, first_number, get_benchmark
 from toolformer.corpus.syntax import TOOLFORMER
 from toolformer.errors import UserError
 from toolformer.evaluation.evaluate import append_table_row, compare_records, decode, evaluate, mode_figures
-from toolformer.evaluation.metrics import mcnemar_exact
 from toolformer.inference.decoder import ToolDecoder
 from toolformer.inference.toolbox import ToolBox
 from toolformer.lm.hf import HFBackend
 from toolformer.run.records import BadRecord, dumps
+from toolformer.stats import mcnemar_exact
 
 
 # ---------------------------------------------------------------------------- metrics

@@ -5,7 +5,7 @@ from math import comb, sqrt
 
 import pytest
 
-from toolformer.evaluation.metrics import Z95, accuracy, mcnemar_exact, newcombe_paired, paired, wilson
+from toolformer.stats import Z95, accuracy, mcnemar_exact, newcombe_paired, paired, wilson
 
 
 def test_wilson_28_of_100_by_hand():

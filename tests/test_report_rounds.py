@@ -10,8 +10,8 @@ import pytest
 
 from test_iterate import PLAIN, SEED
 from toolformer.cli import main
-from toolformer.evaluation.metrics import mcnemar_exact, newcombe_paired, wilson
 from toolformer.run.records import read_jsonl
+from toolformer.stats import mcnemar_exact, newcombe_paired, wilson
 
 SVAMP = [{"Body": f"Tom has {a} apples and buys {b} more.", "Question": "How many apples does he have?",
           "Answer": a + b} for a, b in ((12, 1), (21, 2), (1, 1), (11, 12))]

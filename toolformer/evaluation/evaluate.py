@@ -8,7 +8,7 @@ Writes, under `out` (default runs/eval/<model or adapter>/):
     <benchmark>.settings.json   what the records depend on; a re-run with other settings is refused
     <benchmark>.summary.json    accuracies with 95% Wilson intervals, call rate, calls per tool, and
                     with both modes the paired comparison on the same examples: on - off with
-                    Newcombe's interval and McNemar's exact p (metrics.py)
+                    Newcombe's interval and McNemar's exact p (stats.py)
 A `table` gets one markdown row per run, so several models line up side by side.
 
 Records are committed a few batches at a time (run.records.ResumableWriter): a killed evaluation
@@ -33,9 +33,9 @@ from toolformer.benchmarks import Benchmark, Example, get_benchmark, load_exampl
 from toolformer.config import EvalSettings
 from toolformer.corpus.syntax import get_syntax
 from toolformer.errors import UserValueError
-from toolformer.evaluation.metrics import accuracy, paired
 from toolformer.run.layout import EVAL
 from toolformer.run.records import ResumableWriter, read_jsonl
+from toolformer.stats import accuracy, paired
 from toolformer.tools import all_tools, get_tool
 # everything evaluation takes from the model and decoding layers, in one place
 from toolformer.inference.decoder import ToolDecoder
