@@ -233,3 +233,92 @@ def test_live_backend_without_the_package_says_how_to_install(tmp_cache):
 def test_tool_declares_the_paper_defaults():
     t = ws.TOOL
     assert (t.name, t.tau_s, t.k, t.m, t.tau_f, t.heuristic) == ("WikiSearch", 0.05, 5, 5, 1.0, None)
+
+
+# ---------------------------------------------------------------------------- streamed index, dumps
+
+WORDS = "river city king war music planet music river empire science painter ocean city king".split()
+
+
+def synthetic_rows(n: int) -> list[dict]:
+    """Articles of repeated words (varied term frequencies and lengths), each a few passages."""
+    rows = []
+    for i in range(n):
+        words = [WORDS[(i * 7 + j * j) % len(WORDS)] for j in range(5 + i % 9)]
+        rows.append({"id": f"a{i}", "title": f"Article {i} {WORDS[i % len(WORDS)]}",
+                     "text": f"{' '.join(words)}. " * (6 * (1 + i % 3)) + "Zorblax " * (i % 2)})
+    return rows
+
+
+def all_scores(index: ws.WikiIndex, query: str):
+    import numpy as np
+    ids = [index.vocab[t] for t in ws._tokens([query])[0] if t in index.vocab]
+    return np.concatenate([s.scores(ids) for s in index.shards])
+
+
+def test_streamed_shards_score_exactly_as_bm25s(tmp_path, tmp_cache, monkeypatch):
+    import bm25s
+    import numpy as np
+    monkeypatch.setattr(ws, "SHARD_PASSAGES", 7)      # several shards, the last one short
+    monkeypatch.setattr(ws, "TOKENIZE_PASSAGES", 3)
+    corpus = write_jsonl(tmp_path / "dump.jsonl", synthetic_rows(12))
+    index = ws.load_index(corpus)
+    passages = ws.load_passages(corpus)
+    assert [s.size for s in index.shards] == [7, 7, 5] and all(len(s.data) for s in index.shards)
+    assert len(index) == len(passages) == 19 and [index.passage(i) for i in range(19)] == passages
+    reference = bm25s.BM25()  # the whole corpus in memory, as the index was built before
+    reference.index(ws._tokens([f"{p['title']} {p['text']}" for p in passages]), show_progress=False)
+    for query in ["river king", "music music planet", "Zorblax ocean", "article 3 war", "empire"]:
+        expected = reference.get_scores_from_ids(reference.get_tokens_ids(ws._tokens([query])[0]))
+        assert np.array_equal(all_scores(index, query), expected), query
+        ranked = index.ranked(query, 5)
+        order = sorted(range(len(expected)), key=lambda i: (-expected[i], i))[:5]
+        assert [row for row, _ in ranked] == order and [s for _, s in ranked] == [float(expected[i]) for i in order]
+
+
+def test_exclusion_looks_past_the_excluded_article(tmp_path, tmp_cache):
+    # the article "Zorblax" fills the top 8; excluding it, the next best come from deeper down
+    rows = [{"id": "z", "title": "Zorblax", "text": " ".join(f"Zorblax city number {i}." for i in range(400))},
+            {"id": "o1", "title": "Other one", "text": "Zorblax is mentioned once in a long text about rivers."},
+            {"id": "o2", "title": "Other two", "text": "A second text names Zorblax among many other words here."}]
+    corpus = write_jsonl(tmp_path / "dump.jsonl", rows)
+    index = ws.load_index(corpus)
+    assert {index.search("Zorblax", 8)[i][0] for i in range(8)} == {"Zorblax"}
+    assert [h[0] for h in index.search("Zorblax", 3, exclude_title="Zorblax")] == ["Other one", "Other two"]
+    execute = ws.make_executor(corpus=corpus, snippet_chars=30)
+    assert execute("Zorblax", {ws.EXCLUDE_KEY: "Zorblax"}) == "Zorblax is mentioned once in a"
+
+
+def test_parquet_dump_of_title_and_text(tmp_path, tmp_cache):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rows = synthetic_rows(6)
+    path = tmp_path / "dump.parquet"
+    pq.write_table(pa.table({"title": [r["title"] for r in rows], "text": [r["text"] for r in rows]}), path,
+                   row_group_size=2)
+    jsonl = write_jsonl(tmp_path / "dump.jsonl", [{k: r[k] for k in ("title", "text")} for r in rows])
+    from_parquet, from_jsonl = ws.load_index(path), ws.load_index(jsonl)
+    assert len(from_parquet) == len(from_jsonl) == 9
+    assert [from_parquet.passage(i) for i in range(9)] == [from_jsonl.passage(i) for i in range(9)]
+    assert from_parquet.passage(0)["id"] == "Article 0 river#0"  # no id column: the title is the id
+    assert from_parquet.search("music planet", 3) == from_jsonl.search("music planet", 3)
+    pq.write_table(pa.table({"title": ["A"], "body": ["b"]}), tmp_path / "nobody.parquet")
+    with pytest.raises(ValueError, match="needs a 'text' column \\(it has title, body\\)"):
+        ws.load_index(tmp_path / "nobody.parquet")
+    pq.write_table(pa.table({"title": ["A", "B", None], "text": ["Alpha river.", None, "Gamma city."]}),
+                   tmp_path / "holes.parquet")
+    with pytest.raises(BadRecord, match=re.escape(f"{tmp_path / 'holes.parquet'}:2: missing field 'text'")):
+        ws.load_index(tmp_path / "holes.parquet")
+
+
+def test_skip_bad_counts_the_rows_and_a_strict_load_still_refuses(tmp_path, tmp_cache):
+    corpus = write_jsonl(tmp_path / "dump.jsonl", [PASSAGES[0], '{"id": "x", "text": ', PASSAGES[1],
+                                                   {"id": "y", "text": 5}, PASSAGES[2]])
+    with pytest.raises(BadRecord, match=re.escape(f"{corpus}:2: bad JSON")):
+        ws.load_index(corpus)
+    index = ws.load_index(corpus, skip_bad=True)
+    assert len(index) == 3 and index.meta["skipped_bad"] == 2
+    assert [e.split(": ", 1)[0] for e in index.meta["skipped_examples"]] == [f"{corpus}:2", f"{corpus}:4"]
+    assert ws.make_executor(corpus=corpus, skip_bad=True)("largest animal", {}).startswith("It is the largest")
+    with pytest.raises(ValueError, match=re.escape(f"{corpus}:2: bad JSON") + r".*2 bad rows in all; skip them"):
+        ws.make_executor(corpus=corpus)   # the cached index skipped rows this caller did not agree to skip

@@ -3,7 +3,9 @@
 Reads <run>/<tool>/candidates.jsonl, writes executed.jsonl (candidate + result, error,
 latency_ms). Results are stored as the run's call syntax will write them (one line, no end
 marker). Calls are cached by (input, the document metadata the tool reads), so a call repeated
-across positions and documents runs once, and a resumed run reuses what it ran.
+across positions and documents runs once, and a resumed run reuses what it ran. The distinct new
+calls of a chunk go to the tool together (run_calls): an LM-backed tool (QA) answers them as
+batches, the others run them one by one.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from toolformer.corpus.syntax import CallSyntax
 from toolformer.pipeline.stage import Stage
 from toolformer.run.manifest import Run
 from toolformer.run.records import CANDIDATE, EXECUTED, Document, read_jsonl
-from toolformer.tools import Tool, run_call
+from toolformer.tools import Tool, run_calls
 
 
 class ExecuteStage(Stage):
@@ -41,16 +43,23 @@ class ExecuteStage(Stage):
 
     def process(self, docs: list[Document], inputs: dict[str, list[dict]]) -> tuple[list[dict], dict]:
         counts = dict.fromkeys(self.counts, 0)
-        records = []
-        for rec in (r for d in docs for r in inputs.get(d.id, ())):
+        recs = [r for d in docs for r in inputs.get(d.id, ())]
+        new = {}  # key -> the first record with it, in order
+        for rec in recs:
             key = self._key(rec)
             if key not in self.cache:
-                self.executor = self.executor or self.tool.make_executor(**self.options)
-                out = run_call(self.tool, self.executor, rec["input"], self.meta_of[rec["doc_id"]])
+                new.setdefault(key, rec)
+        if new:
+            self.executor = self.executor or self.tool.make_executor(**self.options)
+            outs = run_calls(self.tool, self.executor, [r["input"] for r in new.values()],
+                             [self.meta_of[r["doc_id"]] for r in new.values()])
+            for key, out in zip(new, outs):
                 result = None if out.result is None else self.syntax.safe_result(out.result)
                 self.cache[key] = (result, out.error, round(out.latency_ms, 3))
-                counts["distinct_calls"] += 1
-            result, error, latency = self.cache[key]
+            counts["distinct_calls"] += len(new)
+        records = []
+        for rec in recs:
+            result, error, latency = self.cache[self._key(rec)]
             counts["executed_ok" if error is None else "executed_failed"] += 1
             records.append({**rec, "result": result, "error": error, "latency_ms": latency})
         return records, counts

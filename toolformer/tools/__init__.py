@@ -10,7 +10,7 @@ few-shot prompt toolformer/tools/prompts/<key>.txt, and import the module below.
 from __future__ import annotations
 
 from toolformer.tools.base import (TOOLS, CallResult, Executor, Tool, ToolError, load_prompt, register,
-                                   run_call)
+                                   run_call, run_calls)
 # importing a tool module registers its tool; this order is the order of TOOL_KEYS
 from toolformer.tools import calculator, calendar, wikisearch, qa  # noqa: E402,F401
 
@@ -27,4 +27,4 @@ def all_tools() -> list[Tool]:
 
 
 __all__ = ["TOOLS", "TOOL_KEYS", "CallResult", "Executor", "Tool", "ToolError",
-           "all_tools", "get_tool", "load_prompt", "register", "run_call"]
+           "all_tools", "get_tool", "load_prompt", "register", "run_call", "run_calls"]

@@ -13,7 +13,7 @@ import inspect
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as _Timeout
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from toolformer.assets import PROMPTS_DIR
 from toolformer.errors import UserValueError
@@ -94,18 +94,22 @@ class CallResult:
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tool")
 
 
+def _bounded(tool: Tool, result) -> tuple[str | None, str | None]:
+    """(result, error) of what an executor returned: text, cut to the tool's length cap."""
+    if isinstance(result, ToolError):
+        return None, str(result) or type(result).__name__
+    if not isinstance(result, str):
+        return None, f"tool returned {type(result).__name__}, not text"
+    return (result[:tool.max_result_chars].rstrip() if len(result) > tool.max_result_chars else result), None
+
+
 def run_call(tool: Tool, executor: Executor, input: str, meta: Mapping | None = None,
              timeout_s: float | None = None) -> CallResult:
     """Run one call with a timeout and a result-length cap; never raises."""
     t0 = time.perf_counter()
     future = _pool.submit(executor, input, meta or {})
     try:
-        result = future.result(timeout=timeout_s or tool.timeout_s)
-        error = None
-        if not isinstance(result, str):
-            result, error = None, f"tool returned {type(result).__name__}, not text"
-        elif len(result) > tool.max_result_chars:
-            result = result[:tool.max_result_chars].rstrip()
+        result, error = _bounded(tool, future.result(timeout=timeout_s or tool.timeout_s))
     except _Timeout:
         # the worker thread cannot be killed; it finishes in the background and is ignored
         result, error = None, f"timeout after {timeout_s or tool.timeout_s:g} s"
@@ -114,3 +118,28 @@ def run_call(tool: Tool, executor: Executor, input: str, meta: Mapping | None = 
     except Exception as err:  # noqa: BLE001 - untrusted input must not crash a stage
         result, error = None, f"{type(err).__name__}: {err}"
     return CallResult(result, error, (time.perf_counter() - t0) * 1000)
+
+
+def run_calls(tool: Tool, executor: Executor, inputs: Sequence[str], metas: Sequence[Mapping],
+              timeout_s: float | None = None) -> list[CallResult]:
+    """Run several calls, together where the executor can (`executor.batch(inputs, metas)`, which
+    returns a result or a ToolError per call: an LM-backed tool decodes them as one batch), else
+    one by one; never raises. A batch has the time its calls would have one at a time; if it runs
+    out, or the batch fails as a whole, every call of it fails. Latency is the batch's share per call."""
+    batch = getattr(executor, "batch", None)
+    if batch is None or len(inputs) < 2:
+        return [run_call(tool, executor, i, m, timeout_s) for i, m in zip(inputs, metas)]
+    limit = (timeout_s or tool.timeout_s) * len(inputs)
+    t0 = time.perf_counter()
+    future = _pool.submit(batch, list(inputs), [m or {} for m in metas])
+    try:
+        outs = future.result(timeout=limit)
+        if len(outs) != len(inputs):
+            raise ValueError(f"{len(outs)} results for {len(inputs)} calls")
+        results = [_bounded(tool, out) for out in outs]
+    except _Timeout:
+        results = [(None, f"timeout after {limit:g} s (a batch of {len(inputs)} calls)")] * len(inputs)
+    except Exception as err:  # noqa: BLE001 - untrusted input must not crash a stage
+        results = [(None, f"{type(err).__name__}: {err}")] * len(inputs)
+    share = (time.perf_counter() - t0) * 1000 / len(inputs)
+    return [CallResult(result, error, share) for result, error in results]

@@ -20,6 +20,7 @@ from toolformer.tools import wikisearch
 
 MAX_QUESTION_CHARS = 300   # calls are untrusted: bound the prompt one question can cause
 MAX_NEW_TOKENS = 16
+BATCH_SIZE = 16           # questions decoded together by executor.batch
 # asking for the bare answer in a system message gave the shortest answers of the variants tried
 READER_INSTRUCTION = ("Answer the question using the passage. Reply with the answer only: "
                       "a name, place, date or number, never a full sentence.")
@@ -44,36 +45,75 @@ def clean_answer(text: str) -> str:
 
 
 def make_executor(corpus: str | Path | None = None, model: str = DEFAULT_LM, passages: int = 1,
-                  max_new_tokens: int = MAX_NEW_TOKENS, device: str | None = None) -> Executor:
-    """executor(question, meta) -> short answer. The index and the model load here, not in the
-    first call, so that call's timeout covers answering only."""
+                  max_new_tokens: int = MAX_NEW_TOKENS, device: str | None = None,
+                  batch_size: int = BATCH_SIZE, skip_bad: bool = False) -> Executor:
+    """executor(question, meta) -> short answer; executor.batch(questions, metas) answers many at
+    once (run_calls uses it), each the same answer as alone. The index (corpus, skip_bad: as
+    WikiSearch's) and the model load here, not in the first call, so that call's timeout covers
+    answering only."""
     import torch
     from toolformer.lm.loading import load_causal_lm
 
-    if passages < 1 or not 1 <= max_new_tokens <= 64:
-        raise UserValueError("passages must be >= 1 and max_new_tokens in 1..64")
-    index = wikisearch.load_index(corpus)
+    if passages < 1 or not 1 <= max_new_tokens <= 64 or batch_size < 1:
+        raise UserValueError("passages and batch_size must be >= 1 and max_new_tokens in 1..64")
+    index = wikisearch.load_index(corpus, skip_bad, progress=True)
     lm, tokenizer = load_causal_lm(model, device)
+    eos = lm.generation_config.eos_token_id
+    stop = set(eos if isinstance(eos, list) else [eos]) - {None}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(stop))
 
-    def qa(question: str, meta: Mapping) -> str:
+    def prompt(question: str, meta: Mapping) -> list[int]:
+        """The reader's prompt tokens for one question; a ToolError when there is nothing to read."""
         question = " ".join(question.split())[:MAX_QUESTION_CHARS]
         if not question:
             raise ToolError("empty question")
-        hits = index.search(question, passages)
+        # a document's own article is never read for it (wikisearch.EXCLUDE_KEY: no copied answers)
+        hits = index.search(question, passages, meta.get(wikisearch.EXCLUDE_KEY))
         if not hits:
             raise ToolError("no results")
-        ids = tokenizer.apply_chat_template(reader_messages(question, hits), add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
-        ids = {name: t.to(lm.device) for name, t in ids.items()}
+        return list(tokenizer.apply_chat_template(reader_messages(question, hits), add_generation_prompt=True,
+                                                  tokenize=True, return_dict=True)["input_ids"])
+
+    def generate(prompts: list[list[int]]) -> list[str]:
+        """Greedy answers to prompts of the same length or nearly: padded on the left, so every
+        row's last prompt token is the last column and its positions count from its first real token."""
+        width = max(map(len, prompts))
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
         with torch.inference_mode():
-            out = lm.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                              pad_token_id=tokenizer.pad_token_id)
-        answer = clean_answer(tokenizer.decode(out[0, ids["input_ids"].shape[1]:],
-                                               skip_special_tokens=True))
-        if not answer:
-            raise ToolError("no answer")
+            out = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                              do_sample=False, pad_token_id=pad)
+        answers = []
+        for row in out[:, width:].tolist():
+            end = next((i for i, t in enumerate(row) if t in stop), len(row))  # what follows is padding
+            answers.append(tokenizer.decode(row[:end], skip_special_tokens=True))
+        return answers
+
+    def batch(questions: list[str], metas: list[Mapping]) -> list[str | ToolError]:
+        """Answers (or the ToolError of a question) in the given order. Prompts are sorted by
+        length and decoded batch_size at a time, so a batch pads little."""
+        out: list[str | ToolError] = [ToolError("no answer")] * len(questions)
+        prompts = {}
+        for i, question in enumerate(questions):
+            try:
+                prompts[i] = prompt(question, metas[i])
+            except ToolError as err:
+                out[i] = err
+        order = sorted(prompts, key=lambda i: len(prompts[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            for i, text in zip(rows, generate([prompts[i] for i in rows])):
+                answer = clean_answer(text)
+                out[i] = answer if answer else ToolError("no answer")
+        return out
+
+    def qa(question: str, meta: Mapping) -> str:
+        [answer] = batch([question], [meta])
+        if isinstance(answer, ToolError):
+            raise answer
         return answer
 
+    qa.batch = batch
     return qa
 
 
@@ -91,4 +131,5 @@ TOOL = register(Tool(
     heuristic=None,
     timeout_s=30.0,  # runs an LM
     max_result_chars=200,
+    meta_keys=(wikisearch.EXCLUDE_KEY,),  # the document's own article is left out: results depend on it
 ))
