@@ -18,6 +18,7 @@ from test_generate import Steered, counting_tool
 from toolformer.benchmarks import (Example, dateset, first_number, get_benchmark, load_examples,
                                    numeric_gold, score, split_examples, words_contain)
 from toolformer.corpus.syntax import TOOLFORMER
+from toolformer.cli import main
 from toolformer.errors import UserError
 from toolformer.evaluation.evaluate import append_table_row, compare_records, decode, evaluate, mode_figures
 from toolformer.inference.decoder import ToolDecoder
@@ -162,12 +163,61 @@ def test_split_is_fixed_seeded_and_keyed_by_the_problem(tmp_path, monkeypatch):
         load_examples("svamp", data_dir=tmp_path, split="train")
 
 
+def gsm8k_row(i: int) -> dict:
+    return {"question": f"Tom has {i} apples and eats one. How many are left?",
+            "answer": f"{i} - 1 = <<{i}-1={i - 1}>>{i - 1}\n#### {i - 1}"}
+
+
+def test_gsm8k_never_evaluates_its_train_set_by_default(tmp_path, monkeypatch, capsys):
+    # the demo and the seeds train on math/gsm8k_train.jsonl; eval once read it by default
+    monkeypatch.delenv("TOOLFORMER_DATA", raising=False)
+    write(tmp_path / "math" / "gsm8k_train.jsonl", [gsm8k_row(i) for i in range(10, 13)])
+    for where in ({"data_dir": tmp_path}, {}):
+        with pytest.raises(FileNotFoundError) as err:
+            load_examples("gsm8k", **where)
+        message = str(err.value)
+        assert "math/gsm8k_test.jsonl" in message and "github.com/openai/grade-school-math" in message
+        assert "--data-file FILE" in message and "--hub openai/gsm8k:main" in message and "\n" not in message
+    # the same refusal from the command line: one line, exit 2, before any model is loaded
+    assert main(["eval", "--benchmark", "gsm8k", "--data-dir", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: benchmark gsm8k: ") and "gsm8k_test.jsonl not found" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "e").exists()
+    # the test set: from the data folder, or one --data-file
+    write(tmp_path / "math" / "gsm8k_test.jsonl", [gsm8k_row(i) for i in range(20, 22)])
+    examples, info = load_examples("gsm8k", data_dir=tmp_path)
+    assert [(e.id, e.gold) for e in examples] == [("gsm8k_test:1", ("19.0",)), ("gsm8k_test:2", ("20.0",))]
+    assert info["split"] == {"part": "test"} and info["data"] == str(tmp_path / "math" / "gsm8k_test.jsonl")
+    examples, _ = load_examples("gsm8k", data_file=tmp_path / "math" / "gsm8k_test.jsonl")
+    assert [e.id for e in examples] == ["gsm8k_test:1", "gsm8k_test:2"]
+    # the train set only when asked for
+    examples, info = load_examples("gsm8k", data_dir=tmp_path, split="train")
+    assert [e.id for e in examples] == ["gsm8k_train:1", "gsm8k_train:2", "gsm8k_train:3"]
+    assert info["split"] == {"part": "train"}
+    assert len(load_examples("gsm8k", data_dir=tmp_path, split="all")[0]) == 5
+
+
+def test_no_benchmark_reads_training_data_by_default():
+    # by default a benchmark reads test data: no file named train, and a set that is also trained on
+    # (ASDiv) only through its held-out split. The hub's facebook/lama has one split, named "train":
+    # it is LAMA's probe set, which nothing here trains on
+    from toolformer.benchmarks import BENCHMARKS, _part_files, split_part
+    for name in BENCHMARKS:
+        bench = get_benchmark(name)
+        part = split_part(bench, None)
+        assert part == ("test" if bench.split or bench.train_files else "all"), name
+        assert not any("train" in f for f in _part_files(bench, part)), name
+        assert bench.hub is None or bench.hub[2] != "train" or bench.hub[0] == "facebook/lama", name
+    assert _part_files(get_benchmark("gsm8k"), "train") == ("math/gsm8k_train.jsonl",)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"shared data not found at {SHARED_DATA}")
 def test_real_benchmark_files():
     counts = {}
     for name in ("svamp", "asdiv", "gsm8k", "lama-google-re", "lama-squad", "nq", "webq"):
-        examples, info = load_examples(name, data_dir=SHARED_DATA, split="all")
+        # the shared folder holds GSM8K's train set only: read because it is asked for
+        examples, info = load_examples(name, data_dir=SHARED_DATA, split="train" if name == "gsm8k" else "all")
         counts[name] = (len(examples), info["left_out"])
     assert counts["svamp"] == (1000, 0) and counts["gsm8k"] == (7473, 0)
     assert sum(counts["asdiv"]) == 2215 and counts["asdiv"][1] > 100  # names, times, ratios left out

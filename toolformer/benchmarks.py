@@ -16,8 +16,9 @@ math examples whose answer is not a number (ASDiv has names, times, ratios) are 
 are counted.
 
 A benchmark that is also trained on (ASDiv) declares a fixed, seeded train/test split
-(`split_examples`); evaluation uses its test part unless told otherwise. The others are test sets
-and are always evaluated whole.
+(`split_examples`); evaluation uses its test part unless told otherwise. One whose train set is a
+file of its own (GSM8K) reads it only when told (--split train): never a training file by default.
+The others are test sets and are always evaluated whole.
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ class Benchmark:
     deny_tools: tuple[str, ...] = ()        # tools the paper does not allow on this task
     max_new_tokens: int = 64
     split: Split | None = None              # None: a test set, evaluated whole
+    train_files: tuple[str, ...] = ()       # a separate train set, read only with --split train or all
+    get: str = ""                           # how to get the files, said when they are missing
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
@@ -72,7 +75,13 @@ for _bench in (
     Benchmark("asdiv", "math", ("math/asdiv.jsonl",), ("EleutherAI/asdiv", None, "validation"),
               split=Split(test_fraction=0.3, seed=0)),
     Benchmark("mawps", "math", (), ("MU-NLPC/Calc-mawps", None, "test")),
-    Benchmark("gsm8k", "math", ("math/gsm8k_train.jsonl",), ("openai/gsm8k", "main", "test")),
+    # the demo and the seeds train on GSM8K's train set: only the test set is evaluated by default
+    Benchmark("gsm8k", "math", ("math/gsm8k_test.jsonl",), ("openai/gsm8k", "main", "test"),
+              train_files=("math/gsm8k_train.jsonl",),
+              get="GSM8K's test set (1,319 problems) is grade_school_math/data/test.jsonl of "
+                  "github.com/openai/grade-school-math: save it as math/gsm8k_test.jsonl in the data folder, "
+                  "or pass it with --data-file FILE, or load it with --hub openai/gsm8k:main (online); "
+                  "--split train evaluates on the train set instead"),
     # the paper keeps the search engine away from LAMA and the QA model away from QA benchmarks
     Benchmark("lama-google-re", "lama", ("lama/google_re_date_of_birth.jsonl", "lama/google_re_place_of_birth.jsonl",
                                          "lama/google_re_place_of_death.jsonl"), None, ("WikiSearch",), 32),
@@ -293,20 +302,30 @@ def _hub_rows(bench: Benchmark, hub: str | None, split: str | None) -> tuple[Ite
     return enumerate(rows, 1), f"hub:{dataset_id}{':' + config if config else ''}[{split}]"
 
 
-def _read_sources(bench: Benchmark, data_file, data_dir, hub, hub_split) -> list[tuple[object, Iterable]]:
+def _part_files(bench: Benchmark, part: str) -> tuple[str, ...]:
+    """The local files of a part: a separate train set's only with train or all."""
+    if not bench.train_files:
+        return bench.files
+    return {"test": bench.files, "train": bench.train_files, "all": bench.files + bench.train_files}[part]
+
+
+def _read_sources(bench: Benchmark, part: str, data_file, data_dir, hub, hub_split) -> list[tuple[object, Iterable]]:
     """(where, numbered rows) for each file or hub dataset the benchmark reads."""
     if data_file is not None:
         return [(Path(data_file), read_jsonl(data_file))]
-    if hub is None and bench.files:
+    files = _part_files(bench, part)
+    if hub is None and files:
         folder = _data_dir(data_dir)
+        get = f". {bench.get}" if bench.get else ""
         if folder is None:
             raise UserFileNotFound(
-                f"benchmark {bench.name} reads {', '.join(bench.files)} from a data folder: pass --data-dir DIR "
-                f"(e.g. the shared data folder) or set TOOLFORMER_DATA, or give one file with --data-file")
-        missing = [f for f in bench.files if not (folder / f).exists()]
+                f"benchmark {bench.name} reads {', '.join(files)} from a data folder: pass --data-dir DIR "
+                f"(e.g. the shared data folder) or set TOOLFORMER_DATA, or give one file with --data-file{get}")
+        missing = [f for f in files if not (folder / f).exists()]
         if missing:
-            raise UserFileNotFound(f"benchmark {bench.name}: {', '.join(str(folder / f) for f in missing)} not found")
-        return [(folder / f, read_jsonl(folder / f)) for f in bench.files]
+            raise UserFileNotFound(f"benchmark {bench.name}: {', '.join(str(folder / f) for f in missing)} "
+                                   f"not found{get}")
+        return [(folder / f, read_jsonl(folder / f)) for f in files]
     if hub is None and bench.hub is None:
         raise UserFileNotFound(f"benchmark {bench.name} has no default source: pass --data-file FILE or --hub ID")
     rows, label = _hub_rows(bench, hub, hub_split)
@@ -314,10 +333,11 @@ def _read_sources(bench: Benchmark, data_file, data_dir, hub, hub_split) -> list
 
 
 def split_part(bench: Benchmark, part: str | None) -> str:
-    """The part of a benchmark to evaluate: test, train or all (default: test where there is a split)."""
+    """The part of a benchmark to evaluate: test, train or all (default: test where there is a split
+    or a train set)."""
     if part not in (None, "test", "train", "all"):
         raise UserValueError(f"--split must be test, train or all, not {part!r}")
-    if bench.split is None:
+    if bench.split is None and not bench.train_files:
         if part == "train":
             raise UserValueError(f"benchmark {bench.name} is a test set: it has no train part (--split test or all)")
         return "all"
@@ -330,8 +350,8 @@ def load_examples(name: str, *, data_file: str | Path | None = None, data_dir: s
     """(examples, info): info says where they came from, which part of the split, how many were
     left out and why.
 
-    split: test, train or all of a benchmark with a seeded split (default test); test sets are
-    always evaluated whole. With a limit, a seeded subset is taken (benchmarks are often sorted
+    split: test, train or all of a benchmark with a seeded split or a train set of its own (default
+    test); test sets are always evaluated whole. With a limit, a seeded subset is taken (benchmarks are often sorted
     by difficulty), in file order; a larger limit keeps the examples of a smaller one.
     """
     bench = get_benchmark(name)
@@ -340,7 +360,7 @@ def load_examples(name: str, *, data_file: str | Path | None = None, data_dir: s
     if bench.kind == "dateset":
         examples = dateset(limit or 500, seed)
         return examples, {**info, "data": f"generated (seed {seed})", "split": {"part": part}}
-    sources = _read_sources(bench, data_file, data_dir, hub, hub_split)
+    sources = _read_sources(bench, part, data_file, data_dir, hub, hub_split)
     reader = ROW_READERS[bench.kind]
     examples = []
     for source, rows in sources:
@@ -352,7 +372,7 @@ def load_examples(name: str, *, data_file: str | Path | None = None, data_dir: s
                 examples.append(ex)
     info["data"] = ", ".join(str(s) for s, _ in sources)
     info["split"] = {"part": part}
-    if part != "all":
+    if bench.split is not None and part != "all":
         fraction, split_seed = bench.split.test_fraction, bench.split.seed
         info["split"] |= {"test_fraction": fraction, "seed": split_seed, "key": "problem text",
                           "of": len(examples)}

@@ -246,9 +246,9 @@ class EvalSettings(DecodingSettings):
     data_file: str | None = opt(None, "one JSONL file with the benchmark's rows (overrides --data-dir)")
     hub: str | None = opt(None, "dataset id[:config] for datasets.load_dataset (needs a connection)")
     hub_split: str | None = opt(None, "the hub dataset's split (default: the benchmark's usual one)")
-    split: str | None = opt(None, "part of a benchmark that is also trained on (asdiv): its seeded held-out "
-                                  "test part (the default), train, or all; test sets (svamp ...) are always "
-                                  "evaluated whole. The hub's split is --hub-split",
+    split: str | None = opt(None, "part of a benchmark that is also trained on: asdiv's seeded held-out test "
+                                  "part or gsm8k's test file (the default), their train part, or all; test sets "
+                                  "(svamp ...) are always evaluated whole. The hub's split is --hub-split",
                             choices=("test", "train", "all"))
     limit: int | None = opt(None, "a seeded subset of N examples; a larger N keeps those of a smaller one, "
                                   "so a re-run extends the evaluation (dateset: N generated)")
