@@ -66,31 +66,36 @@ class Benchmark:
     split: Split | None = None              # None: a test set, evaluated whole
     train_files: tuple[str, ...] = ()       # a separate train set, read only with --split train or all
     get: str = ""                           # how to get the files, said when they are missing
+    expected_tool: str | None = None        # the tool that belongs here: the right-tool rate counts calls to it
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 for _bench in (
-    Benchmark("svamp", "math", ("math/svamp.jsonl",), ("ChilleD/SVAMP", None, "test")),
+    Benchmark("svamp", "math", ("math/svamp.jsonl",), ("ChilleD/SVAMP", None, "test"), expected_tool="Calculator"),
     # ASDiv is also training data (issue 11): a fixed 30% is held out for evaluation
     Benchmark("asdiv", "math", ("math/asdiv.jsonl",), ("EleutherAI/asdiv", None, "validation"),
-              split=Split(test_fraction=0.3, seed=0)),
-    Benchmark("mawps", "math", (), ("MU-NLPC/Calc-mawps", None, "test")),
+              split=Split(test_fraction=0.3, seed=0), expected_tool="Calculator"),
+    Benchmark("mawps", "math", (), ("MU-NLPC/Calc-mawps", None, "test"), expected_tool="Calculator"),
     # the demo and the seeds train on GSM8K's train set: only the test set is evaluated by default
     Benchmark("gsm8k", "math", ("math/gsm8k_test.jsonl",), ("openai/gsm8k", "main", "test"),
               train_files=("math/gsm8k_train.jsonl",),
               get="GSM8K's test set (1,319 problems) is grade_school_math/data/test.jsonl of "
                   "github.com/openai/grade-school-math: save it as math/gsm8k_test.jsonl in the data folder, "
                   "or pass it with --data-file FILE, or load it with --hub openai/gsm8k:main (online); "
-                  "--split train evaluates on the train set instead"),
+                  "--split train evaluates on the train set instead", expected_tool="Calculator"),
     # the paper keeps the search engine away from LAMA and the QA model away from QA benchmarks
     Benchmark("lama-google-re", "lama", ("lama/google_re_date_of_birth.jsonl", "lama/google_re_place_of_birth.jsonl",
-                                         "lama/google_re_place_of_death.jsonl"), None, ("WikiSearch",), 32),
-    Benchmark("lama-squad", "lama", ("lama/squad.jsonl",), None, ("WikiSearch",), 32),
-    Benchmark("lama-trex", "lama", (), ("facebook/lama", "trex", "train"), ("WikiSearch",), 32),
-    Benchmark("nq", "qa", ("qa/nq_test.jsonl",), ("google-research-datasets/nq_open", None, "validation"), ("QA",)),
-    Benchmark("webq", "qa", ("qa/webq_test.jsonl",), ("stanfordnlp/web_questions", None, "test"), ("QA",)),
-    Benchmark("triviaqa", "qa", (), ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"), ("QA",)),
-    Benchmark("dateset", "dateset", max_new_tokens=40),
+                                         "lama/google_re_place_of_death.jsonl"), None, ("WikiSearch",), 32,
+              expected_tool="QA"),
+    Benchmark("lama-squad", "lama", ("lama/squad.jsonl",), None, ("WikiSearch",), 32, expected_tool="QA"),
+    Benchmark("lama-trex", "lama", (), ("facebook/lama", "trex", "train"), ("WikiSearch",), 32, expected_tool="QA"),
+    Benchmark("nq", "qa", ("qa/nq_test.jsonl",), ("google-research-datasets/nq_open", None, "validation"), ("QA",),
+              expected_tool="WikiSearch"),
+    Benchmark("webq", "qa", ("qa/webq_test.jsonl",), ("stanfordnlp/web_questions", None, "test"), ("QA",),
+              expected_tool="WikiSearch"),
+    Benchmark("triviaqa", "qa", (), ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"), ("QA",),
+              expected_tool="WikiSearch"),
+    Benchmark("dateset", "dateset", max_new_tokens=40, expected_tool="Calendar"),
 ):
     BENCHMARKS.register(_bench.name, _bench)
 

@@ -10,15 +10,18 @@ article, so a query naming the subject finds its article.
 The index is built once per corpus, streamed (memory bounded by one shard of passages and the
 vocabulary, however large the dump), and cached on disk under cache_dir("wiki-index", key), key =
 fingerprint of the corpus bytes, the passage and index settings and this file's code; a loaded
-index memory-maps its scores and reads passages from disk, and is kept per process. A document that is itself a Wikipedia article names it in
-meta["wiki_title"] (EXCLUDE_KEY): its bm25 searches never return that article's passages, so a
-call made while curating it cannot "predict" its next words by copying them (DESIGN §9). An
-optional live backend (`backend="live"`, extra `toolformer[live]`) looks a query up as a
-Wikipedia page title through wikipedia-api, caching every response on disk.
+index memory-maps its scores and reads passages from disk, and is kept per process.
+
+A document that is itself a Wikipedia article names it in meta["wiki_title"] (EXCLUDE_KEY): its
+bm25 searches never return that article's passages, so a call made while curating it cannot
+"predict" its next words by copying them (DESIGN §9). An optional live backend (`backend="live"`,
+extra `toolformer[live]`) looks a query up as a Wikipedia page title through wikipedia-api,
+caching every response on disk.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -285,10 +288,14 @@ def _count_pass(corpus: Path, tmp: Path, skip_bad: bool, progress: bool) -> dict
             docs, terms, lengths = [], [], []
             for first, part in zip(range(0, len(shard), TOKENIZE_PASSAGES), _batched(shard, TOKENIZE_PASSAGES)):
                 # the title is indexed with each passage so a query naming the subject finds its article
-                for n, tokens in enumerate(_tokens([f"{p['title']} {p['text']}" for p in part])):
-                    terms.append(np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), np.int64, len(tokens)))
-                    docs.append(np.full(len(tokens), first + n, dtype=np.int64))
-                    lengths.append(len(tokens))
+                tokens = _tokens([f"{p['title']} {p['text']}" for p in part])
+                flat = list(itertools.chain.from_iterable(tokens))
+                for t in dict.fromkeys(flat):  # new words get the next ids, in order of appearance
+                    vocab.setdefault(t, len(vocab))
+                terms.append(np.fromiter(map(vocab.__getitem__, flat), np.int64, len(flat)))
+                sizes = [len(t) for t in tokens]
+                docs.append(np.repeat(np.arange(first, first + len(part), dtype=np.int64), sizes))
+                lengths += sizes
                 lines = [json.dumps(p, ensure_ascii=False).encode("utf-8") + b"\n" for p in part]
                 ends = offset + np.cumsum([len(line) for line in lines], dtype=np.int64)
                 offset = int(ends[-1])
