@@ -39,7 +39,7 @@ def test_date_from_meta(value, expected):
 @pytest.mark.parametrize("meta", [
     {}, {"date": None}, {"date": ""}, {"date": "2013"}, {"date": "2013-02-30"}, {"date": "2013-13-01"},
     {"date": "April 19, 2013"}, {"date": 20130419}, {"date": "2013-04-19" + "0" * 100},
-    {"year": 2013},
+    {"year": None}, {"year": True}, {"year": 0}, {"year": "20133"}, {"year": "1790s"}, {"year": 17.9},
 ])
 def test_missing_or_bad_date(meta):
     with pytest.raises(ToolError, match="no valid ISO date"):
@@ -49,12 +49,24 @@ def test_missing_or_bad_date(meta):
     assert out.result is None and "no valid ISO date" in out.error
 
 
+@pytest.mark.parametrize("meta, expected", [
+    ({"year": 1790}, "The year is 1790."),
+    ({"year": "1790"}, "The year is 1790."),
+    ({"year": 1790, "date": "2013-02-30"}, "The year is 1790."),  # an invalid date: only the year is known
+    ({"year": 1790, "date": "2013-04-19"}, "Today is Friday, April 19, 2013."),  # the full date wins
+])
+def test_year_only(meta, expected):
+    """A document that knows only its year (a State of the Union passage) gets the year."""
+    assert calendar("", meta) == expected
+    assert has_date("text", meta) is True
+
+
 def test_heuristic_and_fields():
     assert has_date("any text", {"date": "2013-04-19"}) is True
     assert TOOL.heuristic is has_date
     assert get_tool("calendar") is TOOL
     assert (TOOL.tau_s, TOOL.k, TOOL.m, TOOL.tau_f) == (0.05, 5, 5, 1.0)
-    assert TOOL.meta_keys == ("date",)  # the execute stage must not share one result across dates
+    assert TOOL.meta_keys == ("date", "year")  # the execute stage must not share one result across dates
 
 
 def test_never_the_wall_clock():

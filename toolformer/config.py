@@ -107,7 +107,9 @@ class SampleSettings:
     no_prompt: bool = opt(False, "read p(<API>) on the text alone, without the tool's few-shot prompt "
                                  "(for a sampler finetuned to write calls)")
     from_annotations: str | None = opt(None, "take the candidates from calls already written in --corpus instead "
-                                             "of sampling them: its format (gsm8k, hw3, toolformer, asdiv, mawps)",
+                                             "of sampling them: its format (gsm8k, hw3, toolformer, asdiv, mawps), or "
+                                             "facts: Calendar, WikiSearch and QA calls before the dates and facts "
+                                             "a plain corpus states",
                                        metavar="FORMAT")
     annotation_split: str = opt("train", "with --from-annotations on data that is also a benchmark with a split "
                                          "(asdiv): read its train part only, or all of it", choices=("train", "all"))

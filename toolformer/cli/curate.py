@@ -47,7 +47,9 @@ def summarise(figures: dict) -> dict:
         skipped = ", ".join(f"{n} {why}" for why, n in ingest["skipped"].items()) or "none"
         console.print(f"documents: {ingest['documents']} with {ingest['annotations']} annotations; skipped: "
                       f"{skipped}" + (f"; {ingest['test_left_out']} in the benchmark's test split left out"
-                                      if ingest["test_left_out"] else ""))
+                                      if ingest["test_left_out"] else "")
+                      + (f"; {ingest['undated']} without a date (no Calendar candidates)"
+                         if "undated" in ingest else ""))
         for why, examples in ingest["skipped_examples"].items():
             for example in examples:
                 console.print(f"  {why}: {example}")

@@ -13,6 +13,11 @@ An annotation whose position no token starts at (a call inside a word), or that 
 end of a document (no text after it to score), cannot be scored: it is counted, never dropped
 silently. Equation-field rows (asdiv, svamp, mawps) become "Question: …\\nAnswer: <call> <answer>".
 
+`--from-annotations facts` reads a plain corpus (dated State of the Union passages, Wikipedia
+leads) and proposes Calendar, WikiSearch and QA calls where its text states what they would
+return (toolformer/corpus/facts.py); the ingest counts the documents without a date (`undated`:
+they get no Calendar candidate).
+
 Never train on evaluation data: a format that is a benchmark with a seeded train/test split (ASDiv)
 is read in its train part only (unless annotation_split="all"), the same problems `toolformer
 eval` leaves out of its test part; the split is recorded in the manifest. SVAMP is a test set and
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolformer.benchmarks import BENCHMARKS
+from toolformer.corpus import facts  # registers the "facts" format
 from toolformer.corpus.annotations import FORMATS, AnnotationStats, read_annotated, split_rows
 from toolformer.corpus.syntax import CallSyntax
 from toolformer.errors import UserError, UserValueError
@@ -77,6 +83,8 @@ def ingest_annotated(run: Run, corpus: str | Path, format: str, limit: int | Non
                   "read": figures["documents"], "skipped_bad": sum(stats.skipped.values()),
                   "skipped": figures["skipped"], "skipped_examples": figures["examples"],
                   "test_left_out": left_out}
+        if format.lower() == "facts":
+            counts["undated"] = facts.undated(a.document for a in annotated)
         return [a.document for a in annotated], counts
 
     return run.ingest(corpus, limit, skip_bad, read=read, source=source)
@@ -93,6 +101,11 @@ class AnnotationStage(Stage):
                  load_lm: Callable[[], LMBackend]):
         super().__init__(run, tool)
         self.syntax, self.window, self.model, self.load_lm = syntax, window, model, load_lm
+        # facts proposes a tool only where its heuristic holds (Calendar: a dated document); the
+        # report's funnel shows how many documents that leaves
+        self.by_heuristic = (run.config().source or {}).get("annotations") == "facts" and tool.heuristic is not None
+        if self.by_heuristic:
+            self.counts = self.counts + ("documents_heuristic",)
 
     @cached_property
     def lm(self) -> LMBackend:
@@ -122,6 +135,8 @@ class AnnotationStage(Stage):
     def process(self, docs: list[Document], inputs: dict) -> tuple[list[dict], dict]:
         counts = dict.fromkeys(self.counts, 0)
         counts["documents"] = len(docs)
+        if self.by_heuristic:
+            counts["documents_heuristic"] = sum(self.tool.heuristic(d.text, d.meta) for d in docs)
         records, seen = [], set()
         for doc in docs:
             windows = document_windows(self.lm, doc, self.window)

@@ -1,0 +1,300 @@
+"""Answer-aware candidates for WikiSearch, QA and Calendar (issue 20 §1, DESIGN §9).
+
+A 135M model prompted for these tools writes noise (`WikiSearch(Press release press article
+read as)`), so no call of theirs was ever kept. As annotations did for the calculator, this source
+knows where a call belongs: it finds spans of a plain document's real text that a tool could have
+produced, and proposes a call at the start of each span whose input comes only from the text
+before it. The loss filter then judges every one, as it does any candidate.
+
+    Calendar     a mention of the document's own year (meta "date" or "year"), month or weekday
+                 -> Calendar() before it: "... in 1790 [Calendar() → The year is 1790.] 1790 ..."
+    WikiSearch   a fact about a named entity: a year, number or name after a relation's trigger
+    QA           ("born in", "capital of ... is", "located in", "founded in", "population of" ...;
+                 the table is toolformer/tools/prompts/facts.txt) -> WikiSearch(<entity>) and
+                 WikiSearch(<entity> <keyword>) (two queries, as the sampler proposes m calls at a
+                 position: the filter keeps what helps) and QA(<a question from the template>)
+
+The entity is a Wikipedia title (of the WikiSearch index) named in the sentence before the
+trigger, the trigger's own subject ("capital of France is"), or, in a sentence that opens with a
+pronoun, the document's subject: meta "wiki_title", when the text before the span names it.
+
+A document with no date gets no Calendar candidate: `undated` counts them for the ingest counts.
+A Wikipedia document names its article in meta "wiki_title"; WikiSearch and QA leave that article
+out of their results while it is curated (tools/wikisearch.py, EXCLUDE_KEY), so a kept call is tool
+use, not a copy of the next words; `copies_next_words` measures what copying is left.
+
+`--from-annotations facts` reads a plain corpus this way (pipeline/annotated.py): each row is a
+document as `toolformer curate --corpus` reads it (top-level fields such as `year` become meta).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from toolformer.assets import PROMPTS_DIR
+from toolformer.corpus.annotations import FORMATS, Annotation, Where
+from toolformer.corpus.calls import canonical_position
+from toolformer.run.records import Document, _document
+from toolformer.tools import get_tool, run_call
+from toolformer.tools.calendar import MONTHS, WEEKDAYS, document_date, document_year
+from toolformer.tools.wikisearch import EXCLUDE_KEY, default_corpus
+
+RELATIONS_FILE = PROMPTS_DIR / "facts.txt"
+CALENDAR, WIKISEARCH, QA = (get_tool(k).name for k in ("calendar", "wikisearch", "qa"))
+
+# what a tool could have produced; the left guards keep "1,790", "$1790" and "3.1790" out
+_YEAR = r"(?<![\w$£€.,])(?:1\d{3}|20\d{2})(?![\w]|[.,]\d)(?: (?:BC|BCE|AD|CE)\b)?"
+_NUMBER = r"(?<![\w$£€.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w%]|[.,]\d| %)(?: (?:million|billion|thousand)\b)?"
+_NAME_WORD = r"[A-Z][\w'’-]*"
+_CONNECT = r"(?:of|the|de|du|da|del|von|van|la|le|and|upon|al|y)"
+_NAME = rf"{_NAME_WORD}(?: (?:{_CONNECT} )*{_NAME_WORD})*"
+VALUES = {"year": _YEAR, "number": _NUMBER, "name": _NAME}
+# any year, or number of two digits or more: a fact where WikiSearch returns it (fact_spans)
+_GENERIC = re.compile(rf"{_YEAR}|(?=\d\d|\d,\d){_NUMBER}")
+GENERIC = "generic"
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[“])")
+_PHRASE = re.compile(_NAME)
+_PRONOUN = re.compile(r"(?:He|She|It|They|His|Her|Its|Their|This|These)\b")
+_POSSESSIVE = re.compile(r"['’]s?$")
+
+
+@dataclass(frozen=True)
+class Relation:
+    name: str
+    value: str              # year, number or name
+    pattern: re.Pattern     # the trigger, then the value as the group "value"
+    query: str              # WikiSearch query template
+    question: str           # QA question template
+
+
+@dataclass(frozen=True)
+class Fact:
+    position: int           # where the span starts: the call goes before it
+    value: str              # the span: what the tool's result should contain
+    relation: str
+    entity: str
+    queries: tuple[str, ...]  # WikiSearch inputs (distinct)
+    question: str           # the QA input
+
+
+@functools.cache
+def relations(path: Path = RELATIONS_FILE) -> tuple[Relation, ...]:
+    """The relation table (see the file's header); a malformed line is an error naming it."""
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split(" | ")
+        if len(parts) < 5 or parts[1] not in VALUES:
+            raise ValueError(f"{path}:{number}: expected 'name | year/number/name | trigger | query | question'")
+        name, value, *trigger, query, question = parts
+        try:
+            pattern = re.compile(f"(?:{' | '.join(trigger)})(?P<value>{VALUES[value]})")
+        except re.error as err:
+            raise ValueError(f"{path}:{number}: bad trigger: {err}") from None
+        out.append(Relation(name.strip(), value, pattern, query.strip(), question.strip()))
+    return tuple(out)
+
+
+def _norm(name: str) -> str:
+    """How a name is looked up among titles: lower case, no possessive, no final punctuation."""
+    return _POSSESSIVE.sub("", name.strip().rstrip(".,;:")).lower()
+
+
+@functools.cache
+def index_titles(corpus: Path | None = None) -> frozenset[str]:
+    """The article titles of the WikiSearch corpus (default: the embedded leads), as _norm gives
+    them, without a disambiguation suffix ("Mercury (planet)" -> "mercury")."""
+    data = json.loads(Path(corpus or default_corpus()).read_text(encoding="utf-8"))
+    entries = data.values() if isinstance(data, dict) else data
+    return frozenset(_norm(re.sub(r" \([^)]*\)$", "", e["title"])) for e in entries)
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence."""
+    bounds, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        bounds.append((start, m.start()))
+        start = m.end()
+    return bounds + [(start, len(text))] if start < len(text) else bounds
+
+
+def title_mentions(text: str, titles: frozenset[str]) -> list[tuple[int, str]]:
+    """(offset, name as written) of each title named in `text`: in every capitalised phrase, the
+    longest run of words that is a title, left to right ("During World War II" -> "World War II")."""
+    found = []
+    for phrase in _PHRASE.finditer(text):
+        words = [(m.start() + phrase.start(), m.group()) for m in re.finditer(r"\S+", phrase.group())]
+        i = 0
+        while i < len(words):
+            for j in range(len(words), i, -1):
+                name = " ".join(w for _, w in words[i:j])
+                if _norm(name) in titles:
+                    found.append((words[i][0], _POSSESSIVE.sub("", name.rstrip(".,;:"))))
+                    i = j
+                    break
+            else:
+                i += 1
+    return found
+
+
+def _subject_before(text: str, subject: str | None, end: int) -> str | None:
+    """The document's subject as the text before `end` writes it, if it does."""
+    if not subject:
+        return None
+    m = re.search(re.escape(subject), text[:end], re.IGNORECASE)
+    return m.group() if m else None
+
+
+def _entity_before(text: str, sentence: tuple[int, int], at: int, mentions: list[tuple[int, str]],
+                   subject: str | None) -> list[str]:
+    """Who a fact at `at` (an offset in the sentence) is about, most likely first: in a sentence
+    that opens with a pronoun, the document's subject (if the text before has named it); else the
+    titles the sentence names before it, or the subject if the sentence names it (in lower case:
+    "The tomato is ...")."""
+    start, _ = sentence
+    if _PRONOUN.match(text[start:]):
+        own = _subject_before(text, subject, start + at)
+        return [own] if own else []
+    before = [name for o, name in mentions if o < at]
+    own = _subject_before(text[start:], subject, at)
+    return before or ([own] if own else [])
+
+
+def fact_spans(text: str, titles: frozenset[str], subject: str | None = None,
+               reaches: Callable[[str, str], bool] | None = None) -> list[Fact]:
+    """The facts of `text` a WikiSearch or QA call could have produced, in text order.
+
+    A relation's value (facts.txt) is a fact about the entity before its trigger. With `reaches`
+    (query, value) -> whether WikiSearch(query) returns the value, any other year or number of
+    the sentence is a fact too where WikiSearch(an entity named before it) returns it ("generic":
+    no question is templated for it, so it has no QA call)."""
+    facts, seen = [], set()
+    for bounds in sentences(text):
+        s_start, s_end = bounds
+        sentence = text[s_start:s_end]
+        mentions = title_mentions(sentence, titles)
+        for rel in relations():
+            for m in rel.pattern.finditer(sentence):
+                position = s_start + m.start("value")
+                groups = m.groupdict()
+                entities = [groups["subject"]] if groups.get("subject") else \
+                    _entity_before(text, bounds, m.start(), mentions, subject)
+                if not entities or position in seen:
+                    continue
+                seen.add(position)
+                entity = entities[0]
+                fill = {"entity": entity, "verb": groups.get("verb") or ""}
+                queries = tuple(dict.fromkeys((entity, " ".join(rel.query.format(**fill).split()))))
+                facts.append(Fact(position, m.group("value"), rel.name, entity, queries,
+                                  " ".join(rel.question.format(**fill).split())))
+        if reaches is None:
+            continue
+        for m in _GENERIC.finditer(sentence):
+            position = s_start + m.start()
+            if position in seen:
+                continue
+            entity = next((e for e in _entity_before(text, bounds, m.start(), mentions, subject)
+                           if reaches(e, m.group())), None)
+            if entity is not None:
+                seen.add(position)
+                facts.append(Fact(position, m.group(), GENERIC, entity, (entity,), ""))
+    return sorted(facts, key=lambda f: f.position)
+
+
+def date_mentions(text: str, meta: Mapping | None) -> list[tuple[int, str]]:
+    """(offset, mention) of what Calendar() would tell for this document: its year, and with a
+    full date its month and weekday. One mention per date phrase ("April 19, 2013" is one, at
+    "April"). [] for a document without a date."""
+    year = document_year(meta)
+    if year is None:
+        return []
+    patterns = [rf"(?<![\w$£€.,]){year}(?![\w]|[.,]\d)"]
+    day = document_date(meta)
+    if day is not None:
+        month = MONTHS[day.month - 1]
+        # "May" and "March" are words too: only before a day or a year
+        patterns += [rf"\b{WEEKDAYS[day.weekday()]}\b",
+                     rf"\b{month}\b" + (r"(?= \d)" if month in ("May", "March") else "")]
+    found = sorted((m.start(), m.group()) for p in patterns for m in re.finditer(p, text))
+    out, end = [], None
+    for start, mention in found:
+        # the rest of a date phrase ("April" and "2013" of "Friday, April 19, 2013") is not another mention
+        if end is None or not re.fullmatch(r"[\s,]*(?:\d{1,2}(?:st|nd|rd|th)?)?[\s,]*", text[end:start]):
+            out.append((start, mention))
+        end = start + len(mention)
+    return out
+
+
+def fact_annotations(doc: Document, titles: frozenset[str],
+                     reaches: Callable[[str, str, Mapping], bool] | None = None) -> list[Annotation]:
+    """The candidates of one document for Calendar, WikiSearch and QA, at canonical positions.
+    `reaches(query, value, meta)`: whether WikiSearch(query) returns `value` for this document
+    (its own article left out); None: relation facts only."""
+    if reaches is not None:
+        reaches = functools.partial(reaches, meta=doc.meta)
+    out = [Annotation(canonical_position(doc.text, p), CALENDAR, "", None)
+           for p, _ in date_mentions(doc.text, doc.meta)]
+    for fact in fact_spans(doc.text, titles, doc.meta.get(EXCLUDE_KEY), reaches):
+        p = canonical_position(doc.text, fact.position)
+        out += [Annotation(p, WIKISEARCH, q, None) for q in fact.queries]
+        if fact.question:
+            out.append(Annotation(p, QA, fact.question, None))
+    return sorted(out, key=lambda a: a.position)
+
+
+def undated(docs: Iterable[Document]) -> int:
+    """Documents that get no Calendar candidate for want of a date."""
+    return sum(document_year(d.meta) is None for d in docs)
+
+
+@functools.cache
+def _wikisearch():
+    tool = get_tool("wikisearch")
+    return tool, tool.executor()
+
+
+def wikisearch_reaches(query: str, value: str, meta: Mapping) -> bool:
+    """Whether the WikiSearch call the execute stage will make (default options, this document's
+    own article left out) returns `value`."""
+    tool, executor = _wikisearch()
+    result = run_call(tool, executor, query, meta).result
+    return result is not None and re.search(rf"(?<![\w.,]){re.escape(value)}(?![\w]|[.,]\d)", result) is not None
+
+
+def _facts_row(row: dict, doc_id: str, where: Where) -> tuple[Document, list[Annotation]]:
+    doc = _document(row, where, doc_id)  # the plain reader's rules: top-level fields become meta
+    return doc, fact_annotations(doc, index_titles(), wikisearch_reaches)
+
+
+FORMATS.register("facts", _facts_row)
+
+
+# ---------------------------------------------------------------------------- measuring
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def copies_next_words(result: str | None, text: str, position: int, n: int = 8) -> bool:
+    """Whether `result` holds the n words of `text` after `position` verbatim (case and
+    punctuation aside): a call that "predicts" by copying, not by knowing (DESIGN §9). Fewer than n
+    words left: never a copy."""
+    following = _words(text[position:])[:n]
+    if result is None or len(following) < n:
+        return False
+    return f" {' '.join(following)} " in f" {' '.join(_words(result))} "
+
+
+def wikipedia_lead_documents(corpus: Path | None = None) -> list[Document]:
+    """The leads of the WikiSearch corpus (default: the embedded 10,033; CC BY-SA 4.0) as documents
+    "wiki:<title>" that name their own article (meta wiki_title), so curation leaves it out."""
+    data = json.loads(Path(corpus or default_corpus()).read_text(encoding="utf-8"))
+    entries = data.values() if isinstance(data, dict) else data
+    return [Document(f"wiki:{e['title']}", e["extract"], {EXCLUDE_KEY: e["title"]})
+            for e in entries if e["extract"].strip()]
