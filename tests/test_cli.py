@@ -1,4 +1,6 @@
-"""Options every command shares."""
+"""Options every command shares, every command's --help, and `toolformer tool`."""
+import dataclasses
+import json
 import subprocess
 import sys
 
@@ -86,3 +88,45 @@ def test_help_strings_are_literal_text():
     parser.add_subparsers().add_parser("sub", help="a 95% CI").add_argument("--x", help="20% of %(default)s")
     assert "a 95% CI" in parser.format_help()
     assert "20% of %(default)s" in parser._subparsers._group_actions[0].choices["sub"].format_help()
+
+
+def test_tool_takes_its_flags_from_the_settings(capsys):
+    # `toolformer tool` was plain argparse; its flags now come from ToolSettings like every command's
+    from toolformer.cli import build_parser
+    from toolformer.cli.flags import from_args
+    from toolformer.config import ToolSettings
+    parser = build_parser()
+    tool = parser._subparsers._group_actions[0].choices["tool"]
+    helps = {action.dest: action.help for action in tool._actions}
+    assert all(helps[f.name] == f.metadata["help"] for f in dataclasses.fields(ToolSettings))
+    args = parser.parse_args(["tool", "Calculator", "7 / 2", "--option", "decimals=0", "--option", "x=1",
+                                      "--timeout", "0.5", "--date", "2013-04-19"])
+    assert from_args(ToolSettings, args) == ToolSettings(name="Calculator", input="7 / 2", date="2013-04-19",
+                                                         timeout=0.5, option=["decimals=0", "x=1"])
+    assert main(["tool", "calculator", "7 / 2", "--option", "decimals=0", "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "4" and json.loads(out[-1]) == {"tool": "Calculator", "input": "7 / 2", "result": "4",
+                                                     "error": None, "latency_ms": json.loads(out[-1])["latency_ms"],
+                                                     "exit_code": 0}
+    # the call's own failure: exit 1, its error on stderr and in the figures
+    assert main(["tool", "calculator", "1 / 0", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert err == "error: division by zero\n" and json.loads(out.splitlines()[-1])["error"] == "division by zero"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["abacus", "1"], "unknown tool 'abacus' (available: calculator, calendar, wikisearch, qa)"),
+    (["calculator", "1", "--option", "decimals"], "--option expects key=value, got 'decimals'"),
+    (["calculator", "1", "--option", "decimals=1.5"], "decimals must be a whole number 0..10, got 1.5"),
+    (["calculator", "1", "--option", "decimals=abc"], "decimals must be a whole number 0..10, got 'abc'"),
+    (["calculator", "1", "--option", "digits=3"], "Calculator has no option 'digits' (options: decimals)"),
+    (["calculator", "1", "--timeout", "0"], "--timeout must be a positive number of seconds, got 0"),
+    (["calculator", "1", "--timeout", "-1"], "--timeout must be a positive number of seconds, got -1"),
+    (["calendar", "", "--date", "2013-13-01"], "--date must be an ISO 8601 date such as 2013-04-19, got '2013-13-01'"),
+])
+def test_tool_mistakes_are_one_line_errors(argv, message, capsys):
+    # before: a traceback (decimals=abc), a call error with exit 1 (a bad --date, decimals=1.5) or
+    # a silently ignored flag (--timeout 0 ran with the tool's own timeout)
+    assert main(["tool", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: {message}\n")

@@ -385,6 +385,24 @@ class ShowSettings:
         return next((s for s in ("kept", "filtered", "failed") if getattr(self, s)), None)
 
 
+# ---- tool
+
+@dataclass(frozen=True, kw_only=True)
+class ToolSettings:
+    """`toolformer tool NAME "INPUT"`: one call, its result printed (exit 0) or its error (exit 1)."""
+    name: str = opt(help="the tool (listed below; any case)", positional=True)
+    input: str = opt(help='the call\'s input, e.g. "400 / 1400"', positional=True)
+    date: str | None = opt(None, "the document's date for Calendar (ISO 8601, e.g. 2013-04-19)")
+    timeout: float | None = opt(None, "seconds the call may take (default: the tool's own)", metavar="S")
+    option: list[str] | None = opt(None, "an executor option, values read as JSON where they are, e.g. decimals=4, "
+                                         "corpus=passages.jsonl, snippet_chars=300; repeat the flag for several",
+                                   metavar="KEY=VALUE", repeat=True)
+
+    def __post_init__(self):
+        if self.timeout is not None and not self.timeout > 0:  # NaN too
+            raise UserValueError(f"--timeout must be a positive number of seconds, got {self.timeout:g}")
+
+
 # ---- demo
 
 @dataclass(frozen=True, kw_only=True)

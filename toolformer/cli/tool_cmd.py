@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import sys
 
+from toolformer.cli.flags import add_flags, from_args
+from toolformer.config import ToolSettings
 from toolformer.errors import UserValueError
 from toolformer.tools import TOOL_KEYS, get_tool, run_call
+from toolformer.tools.calendar import document_date
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -23,23 +26,24 @@ def parse_options(pairs: list[str] | None) -> dict:
 
 
 def run_tool(args) -> dict:
-    tool = get_tool(args.name)
-    executor = tool.executor(**parse_options(args.option))
-    meta = {"date": args.date} if args.date else {}
-    out = run_call(tool, executor, args.input, meta, timeout_s=args.timeout)
+    s = from_args(ToolSettings, args)
+    tool = get_tool(s.name)
+    executor = tool.executor(**parse_options(s.option))
+    meta = {"date": s.date} if s.date else {}
+    # a date that Calendar cannot read is the user's mistake, not the call's outcome
+    if s.date and document_date(meta) is None:
+        raise UserValueError(f"--date must be an ISO 8601 date such as 2013-04-19, got {s.date!r}")
+    out = run_call(tool, executor, s.input, meta, timeout_s=s.timeout)
     if out.error is None:
         print(out.result)
     else:
         print(f"error: {out.error}", file=sys.stderr)
-    return {"tool": tool.name, "input": args.input, "result": out.result, "error": out.error,
+    return {"tool": tool.name, "input": s.input, "result": out.result, "error": out.error,
             "latency_ms": round(out.latency_ms, 3), "exit_code": 0 if out.error is None else 1}
 
 
 def add_commands(sub, command) -> None:
     p = command(sub, "tool", run_tool, "run one tool call and print its result")
-    p.add_argument("name", help=f"tool: {', '.join(TOOL_KEYS)}")
-    p.add_argument("input", help='the call input, e.g. "400 / 1400"')
-    p.add_argument("--date", help="document date (ISO) for Calendar")
-    p.add_argument("--timeout", type=float, help="seconds (default: the tool's own)")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="executor option, e.g. corpus=passages.jsonl or snippet_chars=300")
+    p.epilog = (f"tools: {', '.join(TOOL_KEYS)}. Exit status 0: the result is on stdout; 1: the call failed, its "
+                "error is on stderr (in the figures with --json); 2: a mistake in the command")
+    add_flags(p, ToolSettings)
