@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_llama
 from toolformer.tools import Tool
 from toolformer.inference import ToolBox, ToolDecoder, offer_tools
-from toolformer.lm.hf import HFBackend
+from toolformer.lm.hf import HFBackend, cache_arg
 from toolformer.lm.tokens import marker_token_ids
 from toolformer.corpus.syntax import HW3, TOOLFORMER
 
@@ -29,7 +29,7 @@ class Steered(torch.nn.Module):
         self.prompt_len: list[int] = []
 
     def forward(self, input_ids, attention_mask, **kwargs):
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get(cache_arg())
         if cache is not None and cache.layers[0].keys.shape[0] < len(self.seen):
             # the decoder dropped finished rows: find the survivors by their cached keys
             keys = cache.layers[0].keys
@@ -43,7 +43,7 @@ class Steered(torch.nn.Module):
         else:
             for r in range(len(self.seen)):
                 self.seen[r] += input_ids[r][step_mask[r].bool()].tolist()
-        self.keys = out.past_key_values.layers[0].keys.clone()
+        self.keys = getattr(out, cache_arg()).layers[0].keys.clone()
         logits = out.logits[:, -1].clone()
         for r, seen in enumerate(self.seen):
             done = len(seen) - self.prompt_len[r]
@@ -166,11 +166,24 @@ def test_hw3_syntax_and_unknown_tool(base, tokenizer):
     tool, log = counting_tool("Calculator", "16")
     (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, " <<8*2>>16 apples"), tokenizer), HW3,
                          ToolBox([tool])).generate(["x"], max_new_tokens=20)
-    assert log[0][0] == "8*2" and gen.output == " <<8*2>>16 apples" and gen.answer == "apples"
+    # hw3's result is the text's own number: the answer keeps it
+    assert log[0][0] == "8*2" and gen.output == " <<8*2>>16 apples" and gen.answer == "16 apples"
 
     (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, " [QA(who?) → ] x"), tokenizer), TOOLFORMER,
                          ToolBox([tool])).generate(["x"], max_new_tokens=20)
     assert gen.calls[0]["error"] == "tool 'QA' is not available here" and gen.output.startswith(" [QA(who?) → ]")
+
+
+@pytest.mark.parametrize("syntax, script, answer", [
+    (TOOLFORMER, " \\[Calculator(1 + 2) → 3] x", "[Calculator(1 + 2) → 3] x"),
+    (HW3, " a \\<<8*2\\>>16 b", "a <<8*2>>16 b")])
+def test_a_start_marker_after_a_backslash_is_text(base, tokenizer, syntax, script, answer):
+    # " \\" and "[" are two tokens: the "[" is a start token, but after the backslash no call opens
+    tool, log = counting_tool("Calculator", "3")
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), syntax,
+                         ToolBox([tool])).generate(["x"], max_new_tokens=20)
+    assert log == [] and gen.calls == [] and gen.false_starts == 0
+    assert gen.output == script and gen.answer == answer
 
 
 def test_batched_equals_one_by_one(base, tokenizer):

@@ -169,3 +169,40 @@ def test_a_bfloat16_backend_copies_the_model(tiny_backend):
     seqs = [list(range(40, 90))]
     np.testing.assert_allclose(half.token_logprobs(seqs, [[30, 40]])[0], lm.token_logprobs(seqs, [[30, 40]])[0],
                                atol=0.2)
+
+
+def test_no_pass_warns_of_a_deprecated_argument(backends):
+    """Every way the backend runs the model (a shared prefix, retained caches, sampling, a decode
+    session) names the KV cache as this transformers does: nothing warns that it is deprecated."""
+    import logging
+    import warnings
+    from transformers.utils import logging as hf_logging
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    on, _ = backends
+    seqs = sequences(np.random.default_rng(6), 100, [10, 20])
+    handler, logger = Collect(), hf_logging.get_logger("transformers")
+    hf_logging.warning_once.cache_clear()  # a warning an earlier test triggered would be shown once only
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            on.token_logprobs(seqs, [[101, 102], [105]])
+            on.next_token_logprobs(seqs, [100, 100], [10, 11], retain_cache=True)
+            on.sample([s[:104] for s in seqs], seeds=[1, 2], stop=["]"], max_new_tokens=4)
+            session = on.decode_session()
+            session.step([seqs[0][:5], seqs[1][:3]])
+            session.keep([1])
+            session.step([[7]])
+    finally:
+        logger.removeHandler(handler)
+    assert on._prefix_kv  # the shared-prefix pass ran
+    said = handler.messages + [str(w.message) for w in caught]
+    assert not [m for m in said if "deprecat" in m.lower()], said

@@ -15,7 +15,7 @@ its slot, and the text is searched for stop strings only after tokens that may e
 from __future__ import annotations
 
 import copy
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -48,6 +48,19 @@ def _common_prefix(seqs: Sequence[Sequence[int]], limit: int) -> int:
         differ = np.flatnonzero(np.asarray(s[:n]) != first[:n])
         n = int(differ[0]) if differ.size else n
     return n
+
+
+@lru_cache(maxsize=1)
+def cache_arg() -> str:
+    """The name of the KV cache, as a model's keyword and its output's field: `cache` in newer
+    transformers (where `past_key_values` still works but warns it is deprecated), else
+    `past_key_values` (.venv-vllm pins an older transformers)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+    return "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def _cache_of(output):
+    return getattr(output, cache_arg())
 
 
 def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -139,7 +152,7 @@ class HFBackend(TokenizerText, LMBackend):
             out = self.body(input_ids=torch.tensor([key], device=self.device), use_cache=True)
             if len(self._prefix_kv) >= self.SHARED_KEEP:
                 self._prefix_kv.pop(next(iter(self._prefix_kv)))
-            self._prefix_kv[key] = _cache_layers(out.past_key_values)
+            self._prefix_kv[key] = _cache_layers(_cache_of(out))
         return key, self._prefix_kv[key]
 
     @staticmethod
@@ -154,14 +167,14 @@ class HFBackend(TokenizerText, LMBackend):
         ids, mask = self._padded(seqs)
         if shared is None:
             res = self.body(input_ids=ids, attention_mask=mask, use_cache=use_cache)
-            return res.last_hidden_state, 0, ids, _cache_layers(res.past_key_values) if use_cache else None
+            return res.last_hidden_state, 0, ids, _cache_layers(_cache_of(res)) if use_cache else None
         P, B = self._shared_len(shared), len(seqs)
         cache = DynamicCache()
         for layer, (k, v) in enumerate(shared[1]):
             cache.update(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1), layer)
         # positions continue after the prefix (right padding: every row's real tokens start at P)
-        res = self.body(input_ids=ids[:, P:], attention_mask=mask, past_key_values=cache, use_cache=True)
-        return res.last_hidden_state, P, ids, _cache_layers(res.past_key_values) if use_cache else None
+        res = self.body(input_ids=ids[:, P:], attention_mask=mask, use_cache=True, **{cache_arg(): cache})
+        return res.last_hidden_state, P, ids, _cache_layers(_cache_of(res)) if use_cache else None
 
     @torch.inference_mode()
     def next_token_logprobs(self, sequences, first, token_ids, retain_cache=False):
@@ -293,8 +306,8 @@ class HFDecodeSession(DecodeSession):
         self.next_pos = [p + len(t) for p, t in zip(self.next_pos, pending)]
         self.mask = torch.cat([self.mask, step_mask.to(self.device)], dim=1)
         out = self.model(input_ids=ids.to(self.device), attention_mask=self.mask, position_ids=pos.to(self.device),
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
+                         use_cache=True, logits_to_keep=1, **{cache_arg(): self.cache})
+        self.cache = _cache_of(out)
         return out.logits[:, -1].float()
 
     def keep(self, rows):
@@ -343,8 +356,8 @@ class _Decoder:
         self.layout.prepare(context, seen, own + 1, self.heads_per_kv)
         self.lm.sampled["steps"] += 1
         self.lm.sampled["rows"] += len(ids)
-        return self.lm.body(input_ids=ids[:, None], position_ids=pos[:, None], past_key_values=cache,
-                            use_cache=True, contexts=self.layout).last_hidden_state[:, -1]
+        return self.lm.body(input_ids=ids[:, None], position_ids=pos[:, None], use_cache=True,
+                            contexts=self.layout, **{cache_arg(): cache}).last_hidden_state[:, -1]
 
     def _open(self) -> None:
         """Feed each distinct opening once: self.kv (per layer, keys and values [groups, kv_heads,
