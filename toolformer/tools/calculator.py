@@ -59,9 +59,9 @@ def tokenize(text: str) -> list[Fraction | str]:
     case, and "," between a function's arguments."""
     tokens: list[Fraction | str] = []
     brackets: list[bool] = []  # per open bracket: whether it holds a function's arguments
+    in_arguments = 0           # of those open, how many do
     pos = 0
     while pos < len(text):
-        in_arguments = any(brackets)
         if in_arguments and text[pos] == ",":
             tokens.append(",")
             pos += 1
@@ -81,9 +81,10 @@ def tokenize(text: str) -> list[Fraction | str]:
         elif m.lastgroup == "op":
             op = _CANONICAL_OP.get(m.group(), m.group())
             if op in _CLOSE:
-                brackets.append(bool(tokens) and tokens[-1] in FUNCTIONS)
+                brackets.append(bool(tokens) and isinstance(tokens[-1], str) and tokens[-1] in FUNCTIONS)
+                in_arguments += brackets[-1]
             elif op in _CLOSE.values() and brackets:
-                brackets.pop()
+                in_arguments -= brackets.pop()
             tokens.append(op)
         pos = m.end()
     return tokens
