@@ -397,3 +397,100 @@ def test_compare_two_record_files(tmp_path):
     write(tmp_path / "e.jsonl", [{"id": "0", "correct": True}, {"id": "0", "correct": False}])
     with pytest.raises(UserError, match=r"e.jsonl:2: example '0' appears twice"):
         compare_records(a, tmp_path / "e.jsonl")
+
+
+# ---------------------------------------------------------------------------- knowledge: reach, right tool, suite
+
+# questions whose gold answer the embedded index holds at rank 1, at rank 2, and not in its top 5
+REACH_ROWS = [{"question": "Who developed the theory of relativity?", "answers": ["Albert Einstein"]},
+              {"question": "Who discovered penicillin?", "answers": ["Alexander Fleming"]},
+              {"question": "What is the capital of Australia?", "answers": ["Canberra"]},
+              {"question": "Which river flows through Cairo?", "answers": ["Nile"]}]
+
+
+def test_mode_figures_count_the_right_tool_and_the_in_reach_subset():
+    def rec(correct, tools, in_reach):
+        return {"correct": correct, "in_reach": in_reach,
+                "calls": [{"tool": t, "input": "x", "result": None, "error": None} for t in tools]}
+    records = [rec(True, ["WikiSearch", "WikiSearch"], True), rec(False, ["Calculator"], True),
+               rec(True, [None], False), rec(False, [], False)]
+    f = mode_figures(records, "WikiSearch")
+    assert (f["right_tool_calls"], f["right_tool_rate"], f["calls_per_tool"]) == \
+        (2, 0.5, {"Calculator": 1, "WikiSearch": 2, "unparsed": 1})   # 2 of 4 calls, the unparsed one counted
+    assert (f["in_reach"]["correct"], f["in_reach"]["n"], f["correct"], f["n"]) == (1, 2, 2, 4)
+    assert mode_figures([rec(False, [], False)], "QA")["right_tool_rate"] is None  # no call: no rate
+    assert "in_reach" not in mode_figures([{"correct": True, "calls": []}], "Calculator")  # not a knowledge set
+
+
+@pytest.mark.slow  # the real embedded index (built once, cached)
+def test_a_knowledge_eval_records_reach_per_example(tmp_path, tiny_model):
+    from toolformer.evaluation.reach import reach_query
+    data = tmp_path / "nq.jsonl"
+    write(data, REACH_ROWS)
+    summary = evaluate(benchmark="nq", model=tiny_model, data_file=str(data), tools="both", batch_size=4,
+                       max_new_tokens=3, out=str(tmp_path / "eval"), progress=False)
+    for mode in ("off", "on"):
+        rows = read_records(tmp_path / "eval" / f"nq.tools-{mode}.jsonl")
+        assert [r["reach_rank"] for r in rows] == [1, 2, None, None]
+        assert [r["in_reach"] for r in rows] == [True, False, False, False]
+        inside = summary[f"tools_{mode}"]["in_reach"]
+        assert (inside["n"], inside["correct"]) == (1, int(rows[0]["correct"]))
+    ceiling = summary["reach_ceiling"]
+    assert (ceiling["top1"]["correct"], ceiling["top5"]["correct"], ceiling["top5"]["n"]) == (1, 2, 4)
+    assert summary["reach"]["passages"] > 10_033 and summary["on_vs_off_in_reach"]["n"] == 1
+    assert summary["tools_on"]["expected_tool"] == "WikiSearch"
+    assert reach_query(load_examples("nq", data_file=str(data))[0][0]) == REACH_ROWS[0]["question"]
+    lama = Example("l", "The theory of relativity was developed by", ("Einstein",), "words5")
+    assert reach_query(lama) == lama.prompt  # LAMA: the sentence up to its mask
+
+
+@pytest.mark.slow
+def test_the_suite_table_holds_exactly_the_figures_of_the_record_files(tmp_path, tiny_model, svamp_file):
+    from toolformer.evaluation.suite import run_suite, suite_table
+    (tmp_path / "data" / "qa").mkdir(parents=True)
+    (tmp_path / "data" / "math").mkdir()
+    write(tmp_path / "data" / "qa" / "nq_test.jsonl", REACH_ROWS)
+    (tmp_path / "data" / "math" / "svamp.jsonl").write_bytes(open(svamp_file, "rb").read())
+    out = tmp_path / "suite"
+    run_suite({"multi": None, "control": None}, control="control", benchmarks=("svamp", "nq"), out=out,
+              model=tiny_model, data_dir=str(tmp_path / "data"), limit=4, batch_size=4, max_new_tokens=3,
+              progress=False)
+    assert not (out / "control" / "nq.tools-on.jsonl").exists()  # the control runs tools off only
+
+    # outcomes written into the files by hand: the table must count exactly these
+    def rewrite(path, correct, calls=None):
+        rows = read_records(path)
+        for row, c in zip(rows, correct):
+            row["correct"] = c
+        for row, tools in zip(rows, calls or []):
+            row["calls"] = [{"tool": t, "input": "x", "result": "y", "error": None} for t in tools]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rewrite(out / "multi" / "nq.tools-off.jsonl", [False, False, True, False])
+    rewrite(out / "multi" / "nq.tools-on.jsonl", [True, True, True, False],
+            [["WikiSearch"], ["WikiSearch", "Calculator"], [], [None]])
+    rewrite(out / "control" / "nq.tools-off.jsonl", [False, True, False, False])
+    rewrite(out / "multi" / "svamp.tools-on.jsonl", [True, False, False, False], [["Calculator"]] * 4)
+    result = suite_table(out, ["multi", "control"], "control", ("svamp", "nq"))
+    nq = result["figures"]["nq"]["multi"]
+    assert (nq["tools_off"]["correct"], nq["tools_on"]["correct"], nq["n"]) == (1, 3, 4)
+    assert (nq["on_vs_off"]["only_second"], nq["on_vs_off"]["only_first"], nq["on_vs_off"]["p_value"]) == (2, 0, 0.5)
+    assert (nq["on_vs_control"]["only_second"], nq["on_vs_control"]["only_first"]) == (2, 0)
+    assert (nq["tools_on"]["right_tool_calls"], nq["tools_on"]["right_tool_rate"]) == (2, 0.5)  # of 4 calls
+    assert nq["reach"]["ceiling"]["top1"]["correct"] == 1 and nq["reach"]["in_reach_n"] == 1
+    assert (nq["tools_on"]["in_reach"]["correct"], nq["tools_off"]["in_reach"]["correct"]) == (1, 0)
+    assert (nq["on_vs_control_in_reach"]["only_second"], nq["on_vs_control_in_reach"]["n"]) == (1, 1)
+    svamp = result["figures"]["svamp"]["multi"]
+    assert svamp["tools_on"]["right_tool_rate"] == 1.0 and "reach" not in svamp
+    assert result["figures"]["nq"]["control"]["tools_off"]["correct"] == 1 and \
+        "on_vs_control" not in result["figures"]["nq"]["control"]
+    table = (out / "suite.md").read_text()
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): [c.strip() for c in line.split("|")[1:-1]]
+            for line in table.splitlines() if line.startswith("| nq") or line.startswith("| svamp")}
+    assert len(rows) == 4  # two models on two benchmarks, in each of the two tables (keyed once)
+    accuracy_row = next(line for line in table.splitlines() if line.startswith("| nq | multi |"))
+    cells = [c.strip() for c in accuracy_row.split("|")[1:-1]]
+    assert cells[2:5] == ["4", "25.0 (4.6–69.9)", "75.0 (30.1–95.4)"] and cells[6] == "0.500"
+    tools_row = [line for line in table.splitlines() if line.startswith("| nq | multi |")][1]
+    cells = [c.strip() for c in tools_row.split("|")[1:-1]]
+    assert cells[2:6] == ["75.0", "Calculator 1, WikiSearch 2, unparsed 1", "WikiSearch", "50.0"]
+    assert cells[8] == "1" and cells[6].startswith("25.0") and cells[7].startswith("50.0")

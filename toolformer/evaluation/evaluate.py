@@ -6,9 +6,13 @@ Writes, under `out` (default runs/eval/<model or adapter>/):
     <benchmark>.tools-on.jsonl, .tools-off.jsonl   one record per example: prompt, output with calls
                     inline, answer (the output without its calls), parsed answer, gold, correct, calls
     <benchmark>.settings.json   what the records depend on; a re-run with other settings is refused
-    <benchmark>.summary.json    accuracies with 95% Wilson intervals, call rate, calls per tool, and
-                    with both modes the paired comparison on the same examples: on - off with
-                    Newcombe's interval and McNemar's exact p (stats.py)
+    <benchmark>.summary.json    accuracies with 95% Wilson intervals, call rate, calls per tool, the
+                    right-tool rate (calls to the benchmark's expected tool), and with both modes the
+                    paired comparison on the same examples: on - off with Newcombe's interval and
+                    McNemar's exact p (stats.py)
+On a knowledge benchmark (LAMA, NQ, WebQ, TriviaQA) every record also says whether its gold answer
+is within the tools' reach (reach.py: reach_rank, in_reach), and the summary gives the ceiling
+(top-1 and top-5) and the accuracy on the in-reach subset beside the full set.
 A `table` gets one markdown row per run, so several models line up side by side.
 
 Records are committed a few batches at a time (run.records.ResumableWriter): a killed evaluation
@@ -33,10 +37,11 @@ from toolformer.benchmarks import Benchmark, Example, get_benchmark, load_exampl
 from toolformer.config import EvalSettings
 from toolformer.corpus.syntax import get_syntax
 from toolformer.errors import UserValueError
+from toolformer.evaluation import reach
 from toolformer.run.layout import EVAL
 from toolformer.run.records import ResumableWriter, read_jsonl
 from toolformer.stats import accuracy, paired
-from toolformer.tools import all_tools, get_tool
+from toolformer.tools import all_tools, get_tool, wikisearch
 # everything evaluation takes from the model and decoding layers, in one place
 from toolformer.inference.decoder import ToolDecoder
 from toolformer.inference.toolbox import ToolBox, offer_tools
@@ -59,8 +64,9 @@ def _slug(text: str) -> str:
 # ---------------------------------------------------------------------------- one mode
 
 def decode(decoder: ToolDecoder, examples: list[Example], max_new_tokens: int, batch_size: int,
-           offered: list[frozenset[str]] | None = None) -> list[dict]:
-    """One scored record per example (offered: per example, the tools it may call)."""
+           offered: list[frozenset[str]] | None = None, extra: dict[str, dict] | None = None) -> list[dict]:
+    """One scored record per example (offered: per example, the tools it may call; extra: per
+    example id, fields its record carries, e.g. reach)."""
     gens = decoder.generate([e.prompt for e in examples], [e.meta for e in examples], max_new_tokens,
                             batch_size, stop_at_newline=True, offered=offered)
     records = []
@@ -69,7 +75,7 @@ def decode(decoder: ToolDecoder, examples: list[Example], max_new_tokens: int, b
         records.append({"id": ex.id, "prompt": ex.prompt, "output": gen.output, "answer": gen.answer,
                         "parsed": parsed, "gold": list(ex.gold), "correct": ok, "calls": gen.calls,
                         "meta": ex.meta, "new_tokens": gen.new_tokens, "false_starts": gen.false_starts}
-                       | ({"tools_offered": sorted(offered[i])} if offered else {}))
+                       | ({"tools_offered": sorted(offered[i])} if offered else {}) | (extra or {}).get(ex.id, {}))
     return records
 
 
@@ -80,12 +86,20 @@ def _not_offered(record: dict) -> int:
     return sum(c["tool"] is not None and c["tool"].lower() not in offered for c in record["calls"])
 
 
-def mode_figures(records: list[dict]) -> dict:
-    """Accuracy with its Wilson interval and the tool-use figures of one mode's records."""
+def mode_figures(records: list[dict], expected_tool: str | None = None) -> dict:
+    """Accuracy with its Wilson interval and the tool-use figures of one mode's records: calls per
+    tool, the right-tool rate (the share of all calls, unparsed ones too, made to `expected_tool`;
+    None without calls) and, where records say whether they are in reach, the accuracy on those."""
     per_tool = Counter(c["tool"] or "unparsed" for r in records for c in r["calls"])
+    calls = sum(per_tool.values())
+    right = sum(n for tool, n in per_tool.items() if expected_tool and tool.lower() == expected_tool.lower())
+    in_reach = [r["correct"] for r in records if r.get("in_reach")]
     return {**accuracy([r["correct"] for r in records]),
             "call_rate": round(sum(bool(r["calls"]) for r in records) / len(records), 4),
             "calls_per_tool": dict(sorted(per_tool.items())),
+            "expected_tool": expected_tool, "right_tool_calls": right,
+            "right_tool_rate": round(right / calls, 4) if calls else None,
+            **({"in_reach": accuracy(in_reach) if in_reach else None} if "in_reach" in records[0] else {}),
             "call_errors": sum(c["error"] is not None for r in records for c in r["calls"]),
             "calls_not_offered": sum(map(_not_offered, records)),
             "false_starts": sum(r.get("false_starts", 0) for r in records),
@@ -132,13 +146,14 @@ def _committed(path: Path, examples: list[Example]) -> dict[str, dict]:
 
 def _decode_committed(writer: ResumableWriter, decoder: ToolDecoder, todo: list[Example],
                       offered: list[frozenset[str]] | None, max_new_tokens: int, batch_size: int,
-                      progress: str | None) -> Iterator[dict]:
+                      progress: str | None, extra: dict[str, dict] | None = None) -> Iterator[dict]:
     """The records of `todo`, committed CHUNK_BATCHES batches at a time (progress: a bar's label)."""
     chunk = batch_size * CHUNK_BATCHES
     with tqdm(total=len(todo), desc=progress, unit="example", disable=progress is None, file=sys.stderr) as bar:
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
-            records = decode(decoder, part, max_new_tokens, batch_size, offered[i:i + chunk] if offered else None)
+            records = decode(decoder, part, max_new_tokens, batch_size, offered[i:i + chunk] if offered else None,
+                             extra)
             writer.commit(part[0].id, records)
             bar.update(len(part))
             yield from records
@@ -175,6 +190,11 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
              "seed": s.seed, "top_k": s.top_k, "max_calls": s.max_calls, "max_new_tokens": max_new_tokens,
              "tools_allowed": allowed, "tool_retriever": s.tool_retriever,
              "tools_per_input": s.tools_per_input if s.tool_retriever else None}
+    reached = None  # per example: is its answer in the tools' index? (knowledge benchmarks)
+    if reach.is_knowledge(bench):
+        index = wikisearch.load_index()
+        fixed["reach"] = reach.index_info(index)
+        reached = reach.reach_fields(examples, index)
     settings_path = out_dir / f"{bench.name}.settings.json"
     claimed = _check_settings(settings_path, fixed)
 
@@ -198,17 +218,24 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
             decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls)
             offered = offer_tools(s.tool_retriever, [e.prompt for e in todo], toolbox, s.tools_per_input)
             for record in _decode_committed(writer, decoder, todo, offered, max_new_tokens, s.batch_size,
-                                            f"tools {mode}" if s.progress else None):
+                                            f"tools {mode}" if s.progress else None, reached):
                 done[record["id"]] = record
         results[mode] = [done[e.id] for e in examples]
-        figures = mode_figures(results[mode])
+        figures = mode_figures(results[mode], bench.expected_tool)
         summary[f"accuracy_tools_{mode}"] = figures["accuracy"]
         summary[f"tools_{mode}"] = {**figures, "reused": len(examples) - len(todo), "seconds": writer.seconds,
                                     "records": str(path)}
     if "on" in modes:  # the headline figures of tool use
-        summary.update({k: summary["tools_on"][k] for k in ("call_rate", "calls_per_tool", "call_errors", "false_starts")})
+        summary.update({k: summary["tools_on"][k] for k in ("call_rate", "calls_per_tool", "call_errors", "false_starts",
+                                                            "right_tool_rate")})
+    if reached is not None:
+        summary["reach_ceiling"] = reach.ceilings([reached[e.id]["reach_rank"] for e in examples])
     if len(modes) == 2:
         summary["on_vs_off"] = paired([r["correct"] for r in results["off"]], [r["correct"] for r in results["on"]])
+        inside = [i for i, r in enumerate(results["off"]) if r.get("in_reach")]
+        if inside:
+            summary["on_vs_off_in_reach"] = paired([results["off"][i]["correct"] for i in inside],
+                                                   [results["on"][i]["correct"] for i in inside])
     (out_dir / f"{bench.name}.summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if s.table:
         append_table_row(s.table, table_row(summary), TABLE_HEADER)
