@@ -37,14 +37,14 @@ from toolformer.benchmarks import get_benchmark  # noqa: E402
 from toolformer.corpus.annotations import AnnotationStats, read_annotated, split_rows  # noqa: E402
 from toolformer.corpus.build import heldout_split, write_corpus  # noqa: E402
 from toolformer.corpus.calls import insert_calls, strip_calls  # noqa: E402
-from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
+from toolformer.corpus.syntax import TOOLFORMER, Call  # noqa: E402
 from toolformer.evaluation.evaluate import read_outcomes, difference_ci, p_value, percent_ci  # noqa: E402
 from toolformer.stats import paired  # noqa: E402
 
 
 def with_calls(doc) -> dict:
-    text = insert_calls(doc.document.text, [(a.position, TOOLFORMER.render(a.tool, a.input, a.result))
-                                            for a in doc.annotations])
+    text = insert_calls(doc.document.text, [(a.position, Call(a.tool, a.input, a.result))
+                                            for a in doc.annotations], TOOLFORMER)
     return {"id": doc.id, "text": text}
 
 

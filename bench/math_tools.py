@@ -32,7 +32,7 @@ from toolformer.config import FinetuneSettings  # noqa: E402
 from toolformer.corpus.annotations import AnnotationStats, read_annotated, split_rows  # noqa: E402
 from toolformer.corpus.build import NO_CALLS_SUFFIX, heldout_split, write_corpus  # noqa: E402
 from toolformer.corpus.calls import insert_calls  # noqa: E402
-from toolformer.corpus.syntax import TOOLFORMER  # noqa: E402
+from toolformer.corpus.syntax import TOOLFORMER, Call  # noqa: E402
 from toolformer.evaluation.evaluate import compare_records, evaluate  # noqa: E402
 from toolformer.training.finetune import finetune  # noqa: E402
 
@@ -48,8 +48,8 @@ def corpus_rows(data_dir: Path, with_calls: bool, stats: AnnotationStats) -> lis
     for doc in train:
         calls = [{"tool": a.tool, "input": a.input, "result": a.result, "position": a.position,
                   "usefulness": None} for a in doc.annotations] if with_calls else []
-        text = insert_calls(doc.document.text, [(c["position"], TOOLFORMER.render(c["tool"], c["input"], c["result"]))
-                                               for c in calls])
+        text = insert_calls(doc.document.text, [(c["position"], Call(c["tool"], c["input"], c["result"]))
+                                               for c in calls], TOOLFORMER)
         rows.append({"id": doc.id, "text": text, "n_calls": len(calls), "calls": calls})
     return rows
 

@@ -11,7 +11,7 @@ from toolformer.corpus.annotations import (
     ANSWER_NOT_A_NUMBER, BAD_RECORD, CALCULATOR_ERROR, DISAGREES, FORMULA_VS_ANSWER, UNPARSEABLE,
     AnnotationStats, BadAnnotation, read_annotated, split_equation, split_rows)
 from toolformer.corpus.calls import insert_calls
-from toolformer.corpus.syntax import TOOLFORMER
+from toolformer.corpus.syntax import HW3, TOOLFORMER, Call
 from toolformer.errors import UserError
 
 SHARED_MATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
@@ -93,8 +93,8 @@ def test_gsm8k_real_lines(tmp_path):
 
 def test_written_back_by_build_the_calls_land_where_they_were(tmp_path):
     (natalia, *_), _ = read(write(tmp_path / "g.jsonl", GSM8K), "gsm8k")
-    text = insert_calls(natalia.document.text, [(a.position, TOOLFORMER.render(a.tool, a.input, a.result))
-                                                for a in natalia.annotations])
+    text = insert_calls(natalia.document.text, [(a.position, Call(a.tool, a.input, a.result))
+                                                for a in natalia.annotations], TOOLFORMER)
     assert "Natalia sold 48/2 = [Calculator(48/2) → 24] 24 clips in May." in text
     # and our own syntax reads back to the same document and annotations
     (again,), stats = read(write(tmp_path / "t.jsonl", [{"id": "n", "text": text}]), "toolformer")
@@ -110,6 +110,27 @@ def test_hw3_keeps_the_number_after_the_call(tmp_path):
     assert b.id == "x" and b.document.text == "He has 16 apples and 5.33 each, then 1,005."
     assert calls_at(b) == [("He has", "8*2", "16"), ("6 apples and", "16/3", "5.33"), ("3 each, then", "1,000+5", "1,005")]
     assert stats.annotations == 4
+
+
+def test_hw3_data_read_and_written_again_is_the_same_text(tmp_path):
+    text = "He has <<8*2>>16 apples and <<16/3>>5.33 each, then <<1,000+5>>1,005; <<5-8>>-3 at \\<<1\\>>1."
+    (doc,), _ = read(write(tmp_path / "hw3.jsonl", [{"text": text}]), "hw3")
+    assert doc.document.text == "He has 16 apples and 5.33 each, then 1,005; -3 at <<1>>1."
+    assert insert_calls(doc.document.text, [(a.position, Call(a.tool, a.input, a.result)) for a in doc.annotations],
+                        HW3) == text
+
+
+def test_a_marker_after_a_backslash_is_text(tmp_path):
+    (doc,), _ = read(write(tmp_path / "t.jsonl", [{"text": "Type \\[Calculator(2+2)] for [Calculator(2 + 2) → 4] 4."}]),
+                     "toolformer")
+    assert doc.document.text == "Type [Calculator(2+2)] for 4." and calls_at(doc) == [("or(2+2)] for", "2 + 2", "4")]
+    (doc,), _ = read(write(tmp_path / "h.jsonl", [{"text": "GSM8K writes \\<<3*4\\>>12, we <<3*4>>12; x \\<< 2"}]), "hw3")
+    assert doc.document.text == "GSM8K writes <<3*4>>12, we 12; x << 2" and calls_at(doc) == [("<3*4>>12, we", "3*4", "12")]
+    # unescaped and not a call: a broken annotation, named by file and line, as before
+    with pytest.raises(BadAnnotation, match=r"h2.jsonl:1: '<<' at character 2 is not part of an annotation"):
+        list(read_annotated(write(tmp_path / "h2.jsonl", [{"text": "x << 2"}]), "hw3"))
+    with pytest.raises(BadAnnotation, match=r"t2.jsonl:1: the call at character 2 does not parse"):
+        list(read_annotated(write(tmp_path / "t2.jsonl", [{"text": "a [Calculator(2+2 b"}]), "toolformer"))
 
 
 def test_toolformer_other_tools_are_not_checked(tmp_path):

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from toolformer.cli import command
 from toolformer.cli.build import add_commands
+from toolformer.corpus.annotations import Annotation, read_annotated
 from toolformer.corpus.build import build_augmented, read_kept_calls
 from toolformer.corpus.calls import canonical_position, insert_calls, strip_calls
-from toolformer.corpus.syntax import HW3, TOOLFORMER
+from toolformer.corpus.syntax import HW3, TOOLFORMER, Call
 from toolformer.run.records import BadRecord, dumps
+from toolformer.tools import get_tool, run_call
 
 DOC_A = "Of 1400 participants, 400 passed: 29%. It is 2013 now."
 DOC_B = "Nothing to compute here."
@@ -30,10 +33,11 @@ def scored(doc_id: str, tool: str, position: int, input: str, result: str | None
             "usefulness": usefulness, "kept": kept, "reason": None}
 
 
-def write_run(path: Path, calls: dict[str, list[dict]], syntax: str = "toolformer", manifest: dict | None = None) -> Path:
+def write_run(path: Path, calls: dict[str, list[dict]], syntax: str = "toolformer", manifest: dict | None = None,
+              docs: list[tuple[str, str]] | None = None) -> Path:
     path.mkdir(parents=True)
     (path / "manifest.json").write_text(json.dumps(manifest or {"config": {"syntax": syntax}}))
-    docs = [("a", DOC_A), ("b", DOC_B), ("c", DOC_C), ("d", DOC_D)]
+    docs = docs or [("a", DOC_A), ("b", DOC_B), ("c", DOC_C), ("d", DOC_D)]
     (path / "documents.jsonl").write_text("".join(dumps({"id": i, "text": t, "meta": {}}) + "\n" for i, t in docs))
     for tool, records in calls.items():
         (path / tool).mkdir()
@@ -106,11 +110,13 @@ def test_cap_keep_rate_and_hw3(run):
     figures = build_augmented(run, syntax="hw3", heldout=0.0)
     assert figures["out"] == str(run / "augmented-hw3") and figures["other_tool_dropped"] == 1
     rows = {json.loads(line)["id"]: json.loads(line) for line in open(run / "augmented-hw3" / "train.jsonl")}
-    # without the Calendar call the Calculator call at " 2013" (0.7) wins its place
-    assert rows["a"]["text"] == "Of 1400 participants, 400 passed: <<400 / 1400>>0.29 29%. It is <<2000 + 13>>2013 2013 now."
+    # hw3's result is the text's own number: without the Calendar call the Calculator call at
+    # " 2013" (0.7) wins its place and is written before 2013; the text does not say 0.29 before "29%"
+    assert rows["a"]["text"] == "Of 1400 participants, 400 passed: 29%. It is <<2000 + 13>>2013 now."
+    assert rows["c"]["text"] == "Total:\n<<13 + 16>>29 apples" and rows["d"]["text"] == "<<3 * 4>>12 eggs, 3 boxes"
+    assert figures["result_not_in_text_dropped"] == 1
     plain, calls = strip_calls(rows["a"]["text"], HW3)
-    assert plain == DOC_A and [(p, c.input, c.result) for p, c in calls] == [(P29, "400 / 1400", "0.29"),
-                                                                             (P2013, "2000 + 13", "2013")]
+    assert plain == DOC_A and [(p, c.input, c.result) for p, c in calls] == [(P2013, "2000 + 13", "2013")]
 
 
 def test_unrenderable_result_is_dropped_and_counted(tmp_path):
@@ -141,8 +147,8 @@ def test_insert_strip_inverse_everywhere(text):
     positions = sorted({canonical_position(text, p) for p in range(len(text) + 1)})
     for k in range(1, len(positions) + 1):
         chosen = positions[:k] if k % 2 else positions[-k:]
-        calls = [(p, TOOLFORMER.render("Calculator", f"{p} + 1", str(p + 1))) for p in chosen]
-        plain, found = strip_calls(insert_calls(text, calls), TOOLFORMER)
+        calls = [(p, Call("Calculator", f"{p} + 1", str(p + 1))) for p in chosen]
+        plain, found = strip_calls(insert_calls(text, calls, TOOLFORMER), TOOLFORMER)
         assert plain == text and [p for p, _ in found] == chosen
 
 
@@ -162,7 +168,7 @@ def test_a_run_curated_in_hw3_is_built_in_hw3_without_syntax(tmp_path, manifest)
     run = write_run(tmp_path / "run", CALCULATOR_CALLS, manifest=manifest)
     figures = build_augmented(run, heldout=0.0)
     assert figures["syntax"] == "hw3" and figures["out"] == str(run / "augmented")
-    assert rows_of(run / "augmented")["c"]["text"] == "Total:\n<<13 + 16>>29 29 apples"
+    assert rows_of(run / "augmented")["c"]["text"] == "Total:\n<<13 + 16>>29 apples"
 
 
 def test_no_calls_control_has_the_same_documents_and_split(run):
@@ -199,3 +205,122 @@ def test_read_kept_calls_with_a_usefulness_threshold(run):
     assert kept[1].position == kept[2].position == P2013  # canonical: before the space
     # every scored call whose usefulness reaches 0.9, kept by the filter or not
     assert sorted(c.usefulness for c in read_kept_calls(run, texts, min_usefulness=0.9)) == [0.9, 1.2, 2.0, 5.0]
+
+
+def read_back(folder: Path, syntax: str) -> dict[str, tuple[str, list[tuple]]]:
+    """The written corpus through the reader of annotated data: id -> (text, [(position, tool, input, result)])."""
+    docs = read_annotated(folder / "train.jsonl", syntax)
+    return {d.id: (d.document.text, [(a.position, a.tool, a.input, a.result) for a in d.annotations]) for d in docs}
+
+
+LITERAL_DOCS = [("l1", "Type [Calculator(2+2)] to add."), ("l2", "It prints [Calculator(2+2) → 4] here."),
+                ("l3", "GSM8K writes <<3*4>>12 for a call."), ("l4", "Shift: x << 2, and a lone << too."),
+                ("l5", "Already escaped: \\[Calculator(1+1)] and \\<<1+1>>2, arrows >> and [1]."),
+                ("r", "Of 1400 participants, 400 passed: 0.29 of them, [Calculator(1+1)] and <<3*4>>12 too.")]
+P_REAL = LITERAL_DOCS[-1][1].index(" 0.29")
+
+
+@pytest.mark.parametrize("syntax", ["toolformer", "hw3"])
+def test_literal_call_text_reads_back_as_text(tmp_path, syntax):
+    # a document's own "[Calculator(2+2)]" or "<<3*4>>12" is text: written escaped, read back unescaped, no call
+    run = write_run(tmp_path / "run", {"calculator": [scored("r", "calculator", P_REAL, "400 / 1400", "0.29", 1.0)]},
+                    syntax=syntax, docs=LITERAL_DOCS)
+    figures = build_augmented(run, heldout=0.0, keep_uncalled_rate=1.0)
+    assert figures["calls_Calculator"] == 1 and figures["documents_without_calls"] == 5
+    back = read_back(run / "augmented", syntax)
+    assert back == {doc_id: (text, [(P_REAL, "Calculator", "400 / 1400", "0.29")] if doc_id == "r" else [])
+                    for doc_id, text in LITERAL_DOCS}
+    written = rows_of(run / "augmented")
+    assert written["l1"]["text"] == ("Type \\[Calculator(2+2)] to add." if syntax == "toolformer" else LITERAL_DOCS[0][1])
+    assert written["l3"]["text"] == ("GSM8K writes \\<<3*4\\>>12 for a call." if syntax == "hw3" else LITERAL_DOCS[2][1])
+    # the real call is written as the paper and HW3 write it
+    assert {"toolformer": " [Calculator(400 / 1400) → 0.29] 0.29 of", "hw3": " <<400 / 1400>>0.29 of"}[syntax] \
+        in written["r"]["text"]
+    # the control corpus is the same text, written the same way
+    build_augmented(run, heldout=0.0, keep_uncalled_rate=1.0, no_calls=True)
+    assert read_back(run / "augmented-no-calls", syntax) == {doc_id: (text, []) for doc_id, text in LITERAL_DOCS}
+
+
+ROUND_TRIP_DOC = "Of 1400 participants, 400 passed: 0.29 of them; 5 - 8 is -3 and 7 / 4 = 1.75, or $12 / 4 = $3."
+ROUND_TRIP_CALLS = [(ROUND_TRIP_DOC.index(" 0.29"), "400 / 1400", "0.29"), (ROUND_TRIP_DOC.index(" -3"), "5 - 8", "-3"),
+                    (ROUND_TRIP_DOC.index(" 1.75"), "7 / 4", "1.75"), (ROUND_TRIP_DOC.index("3."), "12 / 4", "3")]
+
+
+@pytest.mark.parametrize("syntax, written", [
+    ("toolformer", "Of 1400 participants, 400 passed: [Calculator(400 / 1400) → 0.29] 0.29 of them; 5 - 8 is "
+                   "[Calculator(5 - 8) → -3] -3 and 7 / 4 = [Calculator(7 / 4) → 1.75] 1.75, or $12 / 4 = $ "
+                   "[Calculator(12 / 4) → 3]3."),
+    ("hw3", "Of 1400 participants, 400 passed: <<400 / 1400>>0.29 of them; 5 - 8 is <<5 - 8>>-3 and 7 / 4 = "
+            "<<7 / 4>>1.75, or $12 / 4 = $<<12 / 4>>3.")])
+def test_written_calls_read_back_exactly(tmp_path, syntax, written):
+    run = write_run(tmp_path / "run", {"calculator": [scored("r", "calculator", p, i, r, 1.0) for p, i, r in ROUND_TRIP_CALLS]},
+                    syntax=syntax, docs=[("r", ROUND_TRIP_DOC)])
+    build_augmented(run, heldout=0.0)
+    assert rows_of(run / "augmented")["r"]["text"] == written
+    assert read_back(run / "augmented", syntax) == {"r": (ROUND_TRIP_DOC, [(p, "Calculator", i, r) for p, i, r in ROUND_TRIP_CALLS])}
+
+
+# what random documents are made of: words, numbers, and every marker or piece of one, escaped or not
+FRAGMENTS = ["word", " ", "  ", "\n", "[", "]", "(", ")", "→", "->", "<", ">", "<<", ">>", "<<<", "\\", "\\<<",
+             "\\[", "[Calculator(2+2)]", "[Calculator(2+2) → 4]", "[ Calculator(3)", "[WikiSearch(Paris) → x]",
+             "[f(x)]", "<<3*4>>12", "<<1+1>>", "3*4>>12", "[1]", "$", "=", "-", "7", ".", ",", "e"]
+CALCULATOR = get_tool("calculator")
+
+
+def _calculated(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randint(0, 99), rng.randint(1, 99)
+    input = f"{a} {rng.choice('+-*/')} {b}"
+    return input, run_call(CALCULATOR, CALCULATOR.make_executor(**CALCULATOR.options), input).result
+
+
+def random_hw3_document(rng: random.Random) -> tuple[str, list[tuple], int]:
+    """(text, its calls (position, tool, input, result), how many of them hw3 cannot write): a
+    writable call sits before its result, which the text says; for the others the text says
+    another number, or a backslash, "<" or a digit stands right before the result."""
+    text, calls, writable = "", [], []
+    for _ in range(rng.randint(0, 12)):
+        text += "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 3)))
+        if rng.random() < 0.5:
+            input, result = _calculated(rng)
+            ok = rng.random() < 0.8
+            text += rng.choice([" ", "\n", "$", "=", "("] if ok else ["\\", "<", "7", " "])
+            position = canonical_position(text, len(text))
+            text += (result + "1" if not ok and text[-1] == " " else result) + " "
+            calls.append((position, "Calculator", input, result))
+            writable.append(ok)
+    return text, calls, writable
+
+
+def random_toolformer_document(rng: random.Random) -> tuple[str, list[tuple], list[bool]]:
+    """(text, calls at distinct canonical positions anywhere, all writable): toolformer writes every one."""
+    text = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 30)))
+    positions = sorted({canonical_position(text, p) for p in range(len(text) + 1)})
+    calls = []
+    for p in sorted(rng.sample(positions, rng.randint(0, min(4, len(positions))))):
+        if rng.random() < 0.5:
+            calls.append((p, "Calculator", *_calculated(rng)))
+        else:  # results with markers in them: inside a call they are its own
+            calls.append((p, "WikiSearch", "Paris", " ".join(rng.choice(FRAGMENTS[4:]).replace("]", "") for _ in range(3))))
+    return text, calls, [True] * len(calls)
+
+
+@pytest.mark.parametrize("syntax", ["toolformer", "hw3"])
+def test_random_documents_and_calls_round_trip(tmp_path, syntax):
+    # the writer (build) and the reader (read_annotated) are inverses on any text and any writable calls
+    rng = random.Random(7)
+    make = random_hw3_document if syntax == "hw3" else random_toolformer_document
+    docs, by_tool, expected, refused = [], {}, {}, 0
+    for n in range(300):
+        text, calls, writable = make(rng)
+        text += "" if text.strip() else "word"  # a blank document is no document (read_documents skips it)
+        docs.append((f"d{n}", text))
+        for (p, tool, input, result), ok in zip(calls, writable):
+            by_tool.setdefault(get_tool(tool).key, []).append(scored(f"d{n}", get_tool(tool).key, p, input, result, 1.0))
+        expected[f"d{n}"] = (text, [(p, tool, i, " ".join(r.split())) for (p, tool, i, r), ok in zip(calls, writable) if ok])
+        refused += writable.count(False)
+    run = write_run(tmp_path / "run", by_tool, syntax=syntax, docs=docs)
+    figures = build_augmented(run, heldout=0.0, keep_uncalled_rate=1.0)
+    assert read_back(run / "augmented", syntax) == expected
+    assert figures["result_not_in_text_dropped"] == refused and (syntax == "hw3") == (refused > 50)
+    assert figures["conflict_dropped"] == figures["unrenderable_dropped"] == 0
+    assert sum(len(calls) for _, calls in expected.values()) > 300

@@ -1,3 +1,5 @@
+import pytest
+
 from toolformer.corpus.syntax import HW3, TOOLFORMER, get_syntax
 
 TEXT = ("Out of 1400 participants, 400 (or [Calculator(400 / 1400) → 0.29] 29%) passed. "
@@ -53,3 +55,31 @@ def test_hw3_round_trip():
     for c in calls:
         assert text[c.span[0]:c.span[1]] == HW3.render_call(c)
     assert get_syntax("hw3").render("Calculator", "400/1400", "0.29") == "<<400/1400>>0.29"
+
+
+LITERALS = ["a [Calculator(2+2)] b", "[Calculator(2+2) → 4]", "<<3*4>>12", "x << y", "<<", "<<<", "a >> b",
+            "\\<<1+1>>2", "\\[Calculator(1)", "\\\\[Foo(x)]", "[ Calculator(2)", "[1] and [f(x)]", "a < b > c"]
+
+
+@pytest.mark.parametrize("syntax", [TOOLFORMER, HW3])
+@pytest.mark.parametrize("text", LITERALS)
+def test_escaped_plain_text_holds_no_call_and_unescapes_back(syntax, text):
+    written = syntax.escape(text)
+    assert syntax.parse(written) == [] and list(syntax.markers(written)) == [] and syntax.unescape(written) == text
+
+
+def test_escape_touches_markers_only():
+    assert TOOLFORMER.escape("a [Calculator(2+2)] b, [1], [ f(x)") == "a \\[Calculator(2+2)] b, [1], \\[ f(x)"
+    assert TOOLFORMER.escape("\\[Calculator(") == "\\\\[Calculator(" and TOOLFORMER.escape("<<3*4>>12") == "<<3*4>>12"
+    assert HW3.escape("<<3*4>>12, a < b, <<<") == "\\<<3*4\\>>12, a < b, \\<<<"
+    # a marker after a backslash is text; an unescaped one is a call (or, unparsed, a broken one)
+    assert [c.input for c in HW3.parse("\\<<1+1>>2 <<2+2>>4 <<<3+3>>6")] == ["2+2"]
+    assert [c.input for c in TOOLFORMER.parse("\\[Calculator(1) → 1] [Calculator(2) → 2]")] == ["2"]
+    assert [m.start() for m in TOOLFORMER.markers("\\[Calculator(1)] [ Calculator(2")] == [17]
+
+
+def test_hw3_inputs_with_spaces_and_signed_results():
+    text = "<<400 / 1400>>0.29 and <<5 - 8>>-3, <<7 / 4>>1.75 or <<2 * 500>>1,000."
+    assert [(c.input, c.result, text[c.span[0]:c.span[1]]) for c in HW3.parse(text)] == [
+        ("400 / 1400", "0.29", "<<400 / 1400>>0.29"), ("5 - 8", "-3", "<<5 - 8>>-3"), ("7 / 4", "1.75", "<<7 / 4>>1.75"),
+        ("2 * 500", "1,000", "<<2 * 500>>1,000")]

@@ -144,10 +144,9 @@ def _row_text(row: dict, where: Where) -> tuple[str, dict]:
     raise BadRecord(*where, "a row needs a `text`, or a `question` and an `answer` (strings)")
 
 
-def _check_markers(text: str, spans: list[tuple[int, int]], markers: tuple[str, ...], where: Where) -> None:
+def _check_markers(text: str, spans: list[tuple[int, int]], markers: Iterable[re.Match], where: Where) -> None:
     """Every start or end marker in the text belongs to a parsed annotation."""
-    pattern = "|".join(re.escape(m) for m in markers)
-    for m in re.finditer(pattern, text):
+    for m in markers:
         if not any(s <= m.start() < e for s, e in spans):
             context = text[max(0, m.start() - 20):m.end() + 20]
             raise BadAnnotation(*where, UNPARSEABLE, f"{m.group()!r} at character {m.start()} is not part of an "
@@ -177,22 +176,18 @@ def _gsm8k_row(row: dict, doc_id: str, where: Where):
         if not eq or not input.strip() or parse_number(result) is None:
             raise BadAnnotation(*where, UNPARSEABLE, f"{m.group()!r} is not <<expression=number>>")
         marked.append((m.start(), m.end(), input.strip(), result.strip()))
-    _check_markers(text, [(s, e) for s, e, _, _ in marked], ("<<", ">>"), where)
+    _check_markers(text, [(s, e) for s, e, _, _ in marked], re.finditer("<<|>>", text), where)
     plain, annotations = _remove_marked(text, marked)
     return Document(doc_id, plain, meta), annotations
 
 
 def _hw3_row(row: dict, doc_id: str, where: Where):
     text, meta = _row_text(row, where)
-    calls = HW3.parse(text)
     # the number after >> is the result and the text's own number: only <<expression>> goes
-    marked = [(c.span[0], c.span[1] - len(c.result), c.input, c.result or None) for c in calls]
-    _check_markers(text, [c.span for c in calls], ("<<", ">>"), where)
-    plain, annotations = _remove_marked(text, marked)
-    return Document(doc_id, plain, meta), annotations
-
-
-TOOL_OPENING = re.compile(r"\[\s*([A-Za-z_][A-Za-z0-9_]*)\(")
+    plain, found = strip_calls(text, HW3)
+    _check_markers(text, [c.span for _, c in found], HW3.markers(text), where)
+    return Document(doc_id, plain, meta), [Annotation(p, CALCULATOR.name, c.input, c.result or None)
+                                           for p, c in found]
 
 
 def _tool_name(name: str) -> str | None:
@@ -206,8 +201,8 @@ def _toolformer_row(row: dict, doc_id: str, where: Where):
     text, meta = _row_text(row, where)
     plain, found = strip_calls(text, TOOLFORMER)
     spans = [c.span for _, c in found]
-    for m in TOOL_OPENING.finditer(text):  # "[Calculator(" that did not parse: a broken call
-        if _tool_name(m.group(1)) and not any(s <= m.start() < e for s, e in spans):
+    for m in TOOLFORMER.markers(text):  # "[Calculator(" that did not parse: a broken call
+        if _tool_name(m.group("name")) and not any(s <= m.start() < e for s, e in spans):
             raise BadAnnotation(*where, UNPARSEABLE, f"the call at character {m.start()} does not parse: "
                                                      f"{text[m.start():m.start() + 60]!r}")
     annotations = []
@@ -215,7 +210,7 @@ def _toolformer_row(row: dict, doc_id: str, where: Where):
         name = _tool_name(call.tool)
         if name is None:
             raise BadAnnotation(*where, UNPARSEABLE, f"unknown tool {call.tool!r} in {TOOLFORMER.render_call(call)!r}")
-        annotations.append(Annotation(canonical_position(plain, position), name, call.input, call.result))
+        annotations.append(Annotation(position, name, call.input, call.result))
     return Document(doc_id, plain, meta), annotations
 
 

@@ -10,7 +10,10 @@ when --syntax differs from the run's own). With --no-calls it writes the control
 folder's name + "-no-calls": the same documents in the same splits, with no call in them, so a
 model finetuned on it is the fair no-tool baseline (same finetuning, same text).
 
-Calls go into the text by the insertion rule of toolformer/corpus/calls.py.
+Calls go into the text by the insertion rule of toolformer/corpus/calls.py, the text between them
+escaped (a document's own "[Calculator(" or "<<" is written "\\[Calculator(", "\\<<": text, not a
+call). hw3 writes a call right before the number it computes, the text's own: "is <<8*2>>16 apples";
+a call whose result the text does not go on with there is left out (result_not_in_text_dropped).
 """
 from __future__ import annotations
 
@@ -24,8 +27,8 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from toolformer.config import BuildSettings
-from toolformer.corpus.calls import canonical_position, inline_result, insert_calls
-from toolformer.corpus.syntax import CallSyntax, get_syntax
+from toolformer.corpus.calls import canonical_position, inline_result, insert_calls, place
+from toolformer.corpus.syntax import Call, CallSyntax, get_syntax
 from toolformer.errors import UserFileNotFound, UserValueError
 from toolformer.run.lock import exclusive
 from toolformer.run import layout
@@ -49,6 +52,10 @@ class KeptCall:
     def rank(self) -> tuple:
         """Sort key, best first (unscored last); ties broken by content so builds are deterministic."""
         return (float("inf") if self.usefulness is None else -self.usefulness, self.tool, self.input, self.result)
+
+    @property
+    def call(self) -> Call:
+        return Call(self.tool, self.input, self.result)
 
 
 def _renders_back(syntax: CallSyntax, call: KeptCall) -> bool:
@@ -109,9 +116,11 @@ def read_kept_calls(run_dir: Path, texts: Mapping[str, str], min_usefulness: flo
             yield call
 
 
-def writable_calls(calls: Iterator[KeptCall], syntax: CallSyntax, counts: Counter) -> list[KeptCall]:
-    """The calls `syntax` can write (hw3 writes Calculator calls only; a result holding the end
-    marker would not parse back); the others are counted."""
+def writable_calls(calls: Iterator[KeptCall], syntax: CallSyntax, texts: Mapping[str, str],
+                   counts: Counter) -> list[KeptCall]:
+    """The calls `syntax` can write into their documents (`texts`: id -> text): hw3 writes
+    Calculator calls only, and only where the text goes on with the result; a result holding the
+    end marker would not parse back. The others are counted."""
     out = []
     for call in calls:
         counts[f"kept_{call.tool}"] += 1
@@ -119,6 +128,8 @@ def writable_calls(calls: Iterator[KeptCall], syntax: CallSyntax, counts: Counte
             counts["other_tool_dropped"] += 1
         elif not _renders_back(syntax, call):
             counts["unrenderable_dropped"] += 1
+        elif place(texts[call.doc_id], call.position, call.call, syntax) is None:
+            counts["result_not_in_text_dropped"] += 1
         else:
             out.append(call)
     return out
@@ -158,11 +169,11 @@ def augmented_rows(docs: list, by_doc: Mapping[str, list[KeptCall]], syntax: Cal
         counts["documents_with_calls" if doc_calls else "documents_without_calls"] += 1
         for c in doc_calls:
             counts[f"calls_{c.tool}"] += 1
-        if s.no_calls:
-            rows.append({"id": doc.id, "text": doc.text, "n_calls": 0, "calls": []})
+        if s.no_calls:  # the same text, written the same way (escaped), with no call in it
+            rows.append({"id": doc.id, "text": insert_calls(doc.text, [], syntax), "n_calls": 0, "calls": []})
             continue
-        rendered = [(c.position, syntax.render(c.tool, c.input, c.result)) for c in doc_calls]
-        rows.append({"id": doc.id, "text": insert_calls(doc.text, rendered), "n_calls": len(doc_calls),
+        text = insert_calls(doc.text, [(c.position, c.call) for c in doc_calls], syntax)
+        rows.append({"id": doc.id, "text": text, "n_calls": len(doc_calls),
                      "calls": [{"tool": c.tool, "input": c.input, "result": c.result,
                                 "position": c.position, "usefulness": c.usefulness} for c in doc_calls]})
     return rows
@@ -226,10 +237,12 @@ def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, 
     stats = ReadStats()
     docs = list(read_documents(run_dir / layout.DOCUMENTS))
     counts: Counter = Counter(documents=len(docs), documents_with_calls=0, documents_without_calls=0,
-                              conflict_dropped=0, cap_dropped=0, unrenderable_dropped=0, other_tool_dropped=0)
-    kept = read_kept_calls(run_dir, {d.id: d.text for d in docs}, skip_bad=s.skip_bad, stats=stats)
+                              conflict_dropped=0, cap_dropped=0, unrenderable_dropped=0, other_tool_dropped=0,
+                              result_not_in_text_dropped=0)
+    texts = {d.id: d.text for d in docs}
+    kept = read_kept_calls(run_dir, texts, skip_bad=s.skip_bad, stats=stats)
     by_doc: dict[str, list[KeptCall]] = defaultdict(list)
-    for call in select_calls(writable_calls(kept, syntax, counts), s.max_per_tool, counts):
+    for call in select_calls(writable_calls(kept, syntax, texts, counts), s.max_per_tool, counts):
         by_doc[call.doc_id].append(call)
     splits = heldout_split(augmented_rows(docs, by_doc, syntax, s, counts), s.heldout, s.seed)
     figures = {"run": str(run_dir), "out": str(out_dir), "syntax": syntax_name,

@@ -4,14 +4,29 @@ One CallSyntax describes start, arrow and end markers and whether the tool name 
 Parsing, rendering, sampling stop strings and inference triggers all derive from it.
 
     toolformer  [Calculator(400 / 1400) → 0.29]     e(c) = [Calculator(400 / 1400)]
-    hw3         <<400/1400>>0.29                    calculator only; the result is the number after >>
+    hw3         <<400/1400>>0.29                    calculator only; the result is the number after >>,
+                                                    which is also the text's own (HW3's and GSM8K's way)
+
+Literal marker text. A document may itself contain "[Calculator(2+2)]" or "<<": in written text
+a marker with a backslash before it is text, never a call ("\\[Calculator(2+2)]", "\\<<", the
+escape Markdown uses). `escape` puts one more backslash before every marker of plain text (one
+already there included, so "\\<<" survives too) and `unescape` takes it away; a call is never
+written right after a backslash, so parsing tells the two apart. Markers: the start of a named
+call ("[" before a name and "("), and hw3's "<<" and ">>".
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterator
 
 from toolformer.registry import Registry
+
+ESCAPE = "\\"
+NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# a number as hw3 writes a result: "16", "-3", "0.29", "1,005"
+NUMBER = re.compile(r"-?[\d,]*\.?\d+(?:[eE][-+]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,7 @@ class CallSyntax:
     named: bool = True        # Tool(input) vs bare input
     arrow_variants: tuple[str, ...] = ()  # also accepted when parsing and sampling ("->")
     default_tool: str = "Calculator"      # tool of an unnamed call
+    result_in_text: bool = False  # the result is the number the text goes on with (hw3), not an addition
 
     # ---- rendering
     def render(self, tool: str, input: str, result: str | None = None) -> str:
@@ -61,6 +77,29 @@ class CallSyntax:
         """Where sampling a call stops: at an arrow (the tool supplies the result) or the end."""
         return tuple(s for s in self.arrows + (self.end,) if s)
 
+    # ---- literal markers in plain text
+    @cached_property
+    def _marker(self) -> re.Pattern:
+        """A marker with the backslashes right before it (named: the name is group "name")."""
+        if self.named:
+            marker = re.escape(self.start) + rf"(?=\s*(?P<name>{NAME})\()"  # as readers spot a broken call
+        else:
+            marker = "|".join(re.escape(m) for m in (self.start, self.arrow.strip()))
+        return re.compile(rf"(?P<escape>\\*)(?P<marker>{marker})")
+
+    def escape(self, text: str) -> str:
+        """Plain text as it is written beside calls: one more backslash before each marker."""
+        return self._marker.sub(lambda m: ESCAPE + m.group(), text)
+
+    def unescape(self, text: str) -> str:
+        """The inverse of `escape`, on the text between calls."""
+        return self._marker.sub(lambda m: m.group()[1:] if m.group("escape") else m.group(), text)
+
+    def markers(self, text: str) -> Iterator[re.Match]:
+        """Every marker in written text that no backslash makes literal: each belongs to a call
+        or is a broken one (readers check)."""
+        return (m for m in self._marker.finditer(text) if not m.group("escape"))
+
     # ---- parsing
     def parse_body(self, body: str) -> tuple[str, str] | None:
         """(tool, input) from the text between start and arrow/end, e.g. 'Calculator(1 + 2)'."""
@@ -88,8 +127,8 @@ class CallSyntax:
         arrows = sorted(self.arrows, key=len, reverse=True)
         while (s := text.find(self.start, i)) >= 0:
             j = s + len(self.start)
-            m = re.match(r"[A-Za-z_][A-Za-z0-9_]*\(", text[j:])
-            if not m:
+            m = re.match(NAME + r"\(", text[j:])
+            if not m or text[s - 1:s] == ESCAPE:
                 i = s + 1
                 continue
             # scan the balanced parenthesised input
@@ -122,16 +161,21 @@ class CallSyntax:
             i = end
         return calls
 
+    @cached_property
+    def _unnamed(self) -> re.Pattern:
+        # not after a backslash (literal) nor after the start's own first character ("\\<<<" is text)
+        start, arrow = re.escape(self.start), re.escape(self.arrow.strip())
+        body = rf"[^{re.escape(self.start + self.arrow.strip())}\n]*?"  # no marker inside a call
+        return re.compile(rf"(?<!\\)(?<!{re.escape(self.start[0])}){start}({body}){arrow}({NUMBER.pattern})?")
+
     def _parse_unnamed(self, text: str) -> list[Call]:
-        arrow = re.escape(self.arrow.strip())
-        pattern = re.compile(re.escape(self.start) + r"(.*?)" + arrow + r"(-?[\d,]*\.?\d+(?:[eE][-+]?\d+)?)?")
         return [Call(self.default_tool, m.group(1).strip(), m.group(2) if m.group(2) is not None else "",
                      (m.start(), m.end()))
-                for m in pattern.finditer(text) if m.group(1).strip()]
+                for m in self._unnamed.finditer(text) if m.group(1).strip()]
 
 
 TOOLFORMER = CallSyntax("toolformer", start="[", arrow=" → ", end="]", arrow_variants=("->",))
-HW3 = CallSyntax("hw3", start="<<", arrow=">>", end="", named=False)
+HW3 = CallSyntax("hw3", start="<<", arrow=">>", end="", named=False, result_in_text=True)
 
 SYNTAXES: Registry[CallSyntax] = Registry("call syntax")
 for _syntax in (TOOLFORMER, HW3):

@@ -6,7 +6,8 @@ marker is then forced. When the model has written the arrow (checked on the deco
 boundaries vary), decoding of that row pauses, the tool runs, and its result and the end marker
 are fed in with the row's next token before decoding goes on. After `max_calls` calls (default 1)
 every token that begins the start marker is banned; "tools off" bans them from the start:
-p(<API>) = 0, the paper's baseline.
+p(<API>) = 0, the paper's baseline. A start marker right after a backslash is text, as in the
+corpus ("\\[Calculator(", CallSyntax.escape): no call opens there.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from toolformer.config import GenerateSettings
 from toolformer.corpus.calls import inline_result, strip_calls
-from toolformer.corpus.syntax import CallSyntax, TOOLFORMER, get_syntax
+from toolformer.corpus.syntax import ESCAPE, CallSyntax, TOOLFORMER, get_syntax
 from toolformer.inference.toolbox import ToolBox, offer_tools
 from toolformer.lm.backend import LMBackend, get_backend
 from toolformer.lm.loading import adapter_info
@@ -52,6 +53,7 @@ class _Row:
     calls: list[dict] = field(default_factory=list)
     starts: int = 0             # start markers emitted: the call budget counts these
     call_from: int | None = None  # index in `generated` where an open call starts
+    escaped: bool = False       # the text ends with a backslash: a start marker now is text ("\\[")
     done: bool = False
 
 
@@ -64,6 +66,7 @@ class ToolDecoder:
         self.start_set = set(start_marker_ids(lm, syntax.start))
         self.start_ids = torch.tensor(sorted(self.start_set))
         self.banned = torch.tensor(marker_token_ids(lm, syntax.start))
+        self.escape_ids = {i for i, t in enumerate(lm.token_texts()) if t.endswith(ESCAPE)}
         # what follows the arrow before the result: " " for "→ 0.29", "" for ">>0.29"
         self.after_arrow = syntax.arrow[len(syntax.arrow.rstrip()):]
 
@@ -110,6 +113,7 @@ class ToolDecoder:
             may_call = [row.call_from is None and row.starts < self.max_calls for row in active]
             may_start = ([m or row.call_from is not None for m, row in zip(may_call, active)]
                          if self.toolbox is not None else [False] * len(active))
+            may_call = [m and not row.escaped for m, row in zip(may_call, active)]
             tokens = self._next_tokens(logits, may_call, may_start).tolist()
             for row, token, may in zip(active, tokens, may_call):
                 self._take(row, token, may, max_new_tokens, stop_at_newline)
@@ -132,6 +136,7 @@ class ToolDecoder:
             row.pending += self._advance_call(row)
         elif stop_at_newline and "\n" in self.lm.decode([token]) and self.lm.decode(row.generated).strip():
             row.done = True
+        row.escaped = row.generated[-1] in self.escape_ids
         row.done = row.done or row.new_tokens >= max_new_tokens
 
     def _advance_call(self, row: _Row) -> list[int]:
