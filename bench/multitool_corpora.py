@@ -1,0 +1,115 @@
+"""The multi-tool corpora of issue 20 §2: one mixed real corpus, curated for all four tools, as
+three built folders a finetune reads (`toolformer finetune --data DIR --out ...`):
+
+    OUT/augmented             kept calls of every tool merged per document (the paper's filter)
+    OUT/augmented-no-calls    the same documents and split with no call (the fair control)
+    OUT/augmented-unfiltered  every call that executed, unscored (τ_f = -inf): the filter ablation
+
+    .venv/bin/python bench/multitool_corpora.py --out runs/multitool            # small: < 20 min, 2 cores
+    .venv/bin/python bench/multitool_corpora.py --out runs/multitool --asdiv 1000 --gsm8k 2000 --sotu 3000 --leads 3000
+
+Sources (each curated in its own run under OUT/runs, since a run reads one annotation format;
+`toolformer build` merges the kept calls of all tools per document within each run):
+  math     ASDiv's train split (format asdiv: the split `eval` holds out is never read) and GSM8K
+           train solutions (format gsm8k), Calculator annotations;            CC BY-NC 4.0 / MIT
+  facts    State of the Union passages that mention their own year (public domain) and Wikipedia
+           leads with a relation fact (CC BY-SA 4.0; each left out of the index while curated),
+           format facts: Calendar, WikiSearch and QA candidates (toolformer/corpus/facts.py).
+Thresholds are each tool's own (paper: Calculator 0.5, others 1.0) unless --tau-f says otherwise
+("calculator=0.25"). Resumable: a re-run continues every run where it stopped. Prints one JSON line:
+per source and tool candidates, executed and kept, and per folder its documents and calls per tool.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from toolformer.config import FilterSettings, RunSettings, SampleSettings
+from toolformer.corpus.build import build_augmented, write_corpus
+from toolformer.corpus.facts import date_mentions, fact_spans, index_titles, wikipedia_lead_documents
+from toolformer.pipeline.curate import curate
+from toolformer.run.lock import exclusive
+from toolformer.run.manifest import Run
+from toolformer.run.records import read_jsonl
+from toolformer.tools.wikisearch import EXCLUDE_KEY
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FOLDERS = {"filtered": "augmented", "no-calls": "augmented-no-calls", "unfiltered": "augmented-unfiltered"}
+
+
+def facts_corpus(path: Path, sotu: Path, n_sotu: int, n_leads: int, seed: int) -> None:
+    """SOTU passages that mention their own year and leads with a relation fact, seeded choices."""
+    rng = random.Random(seed)
+    passages = [r for r in map(json.loads, sotu.open()) if date_mentions(r["text"], {"year": r["year"]})]
+    titles = index_titles()
+    leads = [d.to_json() for d in wikipedia_lead_documents() if fact_spans(d.text, titles, d.meta[EXCLUDE_KEY])]
+    rows = rng.sample(passages, min(n_sotu, len(passages))) + rng.sample(leads, min(n_leads, len(leads)))
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def merge(builds: list[Path], out: Path, figures: dict) -> dict:
+    """One built folder from several (their train and validation rows side by side)."""
+    splits = {name: [r for b in builds for _, r in read_jsonl(b / f"{name}.jsonl")] for name in ("train", "validation")}
+    calls = Counter(c["tool"] for rows in splits.values() for r in rows for c in r["calls"])
+    summary = {"documents": {k: len(v) for k, v in splits.items()}, "calls": dict(sorted(calls.items()))}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out, Run(out.name, out.parent), f"merge of {out.name}"):
+        write_corpus(out, splits, {**figures, **summary, "parts": [str(b) for b in builds]})
+    return summary
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/multitool")
+    p.add_argument("--data-dir", default=str(DATA))
+    p.add_argument("--asdiv", type=int, default=40, help="ASDiv train problems")
+    p.add_argument("--gsm8k", type=int, default=40, help="GSM8K train solutions")
+    p.add_argument("--sotu", type=int, default=30, help="dated State of the Union passages")
+    p.add_argument("--leads", type=int, default=30, help="Wikipedia leads")
+    p.add_argument("--tau-f", default=None, help="τ_f for every tool, or tool=value,... (default: each tool's own)")
+    p.add_argument("--heldout", type=float, default=0.1)
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    out, data = Path(a.out), Path(a.data_dir)
+    runs = out / "runs"
+    out.mkdir(parents=True, exist_ok=True)
+    facts = out / "facts.corpus.jsonl"
+    if not facts.exists():
+        facts_corpus(facts, data / "corpus" / "sotu_passages.jsonl", a.sotu, a.leads, a.seed)
+    sources = {"asdiv": (data / "math" / "asdiv.jsonl", "asdiv", "calculator", a.asdiv),
+               "gsm8k": (data / "math" / "gsm8k_train.jsonl", "gsm8k", "calculator", a.gsm8k),
+               "facts": (facts, "facts", "calendar,wikisearch,qa", None)}
+    t0 = time.perf_counter()
+    report: dict = {"sources": {}, "folders": {}}
+    built: dict[str, list[Path]] = {k: [] for k in FOLDERS}
+    for name, (corpus, fmt, tools, limit) in sources.items():
+        for variant, tau_f in (("filtered", a.tau_f), ("unfiltered", float("-inf"))):
+            run = f"{name}-{variant}"
+            figures = curate(RunSettings(run=run, runs_dir=str(runs), corpus=str(corpus), limit=limit, model=a.model,
+                                         no_progress=True, seed=a.seed, skip_bad=True),
+                             tools, SampleSettings(from_annotations=fmt), filter=FilterSettings(tau_f=tau_f))
+            stages = figures["stages"]
+            ingest = {k: v for k, v in figures["ingest"].items() if k != "skipped_examples"}
+            report["sources"].setdefault(name, {"ingest": ingest})[variant] = {
+                tool: {"candidates": stages[f"sample/{tool}"]["candidates"],
+                       "executed_ok": stages[f"execute/{tool}"]["executed_ok"],
+                       "kept": stages[f"filter/{tool}"]["kept"]} for tool in tools.split(",")}
+            run_dir = runs / run
+            built[variant].append(Path(build_augmented(run_dir, heldout=a.heldout, seed=a.seed)["out"]))
+            if variant == "filtered":
+                built["no-calls"].append(Path(build_augmented(run_dir, heldout=a.heldout, seed=a.seed,
+                                                              no_calls=True)["out"]))
+    for variant, folder in FOLDERS.items():
+        report["folders"][folder] = merge(built[variant], out / folder, {"variant": variant, "seed": a.seed})
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(report, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
