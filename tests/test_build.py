@@ -231,8 +231,9 @@ def test_literal_call_text_reads_back_as_text(tmp_path, syntax):
     assert back == {doc_id: (text, [(P_REAL, "Calculator", "400 / 1400", "0.29")] if doc_id == "r" else [])
                     for doc_id, text in LITERAL_DOCS}
     written = rows_of(run / "augmented")
-    assert written["l1"]["text"] == ("Type \\[Calculator(2+2)] to add." if syntax == "toolformer" else LITERAL_DOCS[0][1])
-    assert written["l3"]["text"] == ("GSM8K writes \\<<3*4\\>>12 for a call." if syntax == "hw3" else LITERAL_DOCS[2][1])
+    escaped = {"toolformer": ("Type \\[Calculator(2+2)] to add.", LITERAL_DOCS[2][1]),
+               "hw3": (LITERAL_DOCS[0][1], "GSM8K writes \\<<3*4\\>>12 for a call.")}[syntax]
+    assert (written["l1"]["text"], written["l3"]["text"]) == escaped
     # the real call is written as the paper and HW3 write it
     assert {"toolformer": " [Calculator(400 / 1400) → 0.29] 0.29 of", "hw3": " <<400 / 1400>>0.29 of"}[syntax] \
         in written["r"]["text"]
@@ -253,11 +254,12 @@ ROUND_TRIP_CALLS = [(ROUND_TRIP_DOC.index(" 0.29"), "400 / 1400", "0.29"), (ROUN
     ("hw3", "Of 1400 participants, 400 passed: <<400 / 1400>>0.29 of them; 5 - 8 is <<5 - 8>>-3 and 7 / 4 = "
             "<<7 / 4>>1.75, or $12 / 4 = $<<12 / 4>>3.")])
 def test_written_calls_read_back_exactly(tmp_path, syntax, written):
-    run = write_run(tmp_path / "run", {"calculator": [scored("r", "calculator", p, i, r, 1.0) for p, i, r in ROUND_TRIP_CALLS]},
-                    syntax=syntax, docs=[("r", ROUND_TRIP_DOC)])
+    calls = [scored("r", "calculator", p, i, r, 1.0) for p, i, r in ROUND_TRIP_CALLS]
+    run = write_run(tmp_path / "run", {"calculator": calls}, syntax=syntax, docs=[("r", ROUND_TRIP_DOC)])
     build_augmented(run, heldout=0.0)
     assert rows_of(run / "augmented")["r"]["text"] == written
-    assert read_back(run / "augmented", syntax) == {"r": (ROUND_TRIP_DOC, [(p, "Calculator", i, r) for p, i, r in ROUND_TRIP_CALLS])}
+    assert read_back(run / "augmented", syntax) == {
+        "r": (ROUND_TRIP_DOC, [(p, "Calculator", i, r) for p, i, r in ROUND_TRIP_CALLS])}
 
 
 # what random documents are made of: words, numbers, and every marker or piece of one, escaped or not
@@ -300,7 +302,8 @@ def random_toolformer_document(rng: random.Random) -> tuple[str, list[tuple], li
         if rng.random() < 0.5:
             calls.append((p, "Calculator", *_calculated(rng)))
         else:  # results with markers in them: inside a call they are its own
-            calls.append((p, "WikiSearch", "Paris", " ".join(rng.choice(FRAGMENTS[4:]).replace("]", "") for _ in range(3))))
+            result = " ".join(rng.choice(FRAGMENTS[4:]).replace("]", "") for _ in range(3))
+            calls.append((p, "WikiSearch", "Paris", result))
     return text, calls, [True] * len(calls)
 
 
@@ -314,9 +317,12 @@ def test_random_documents_and_calls_round_trip(tmp_path, syntax):
         text, calls, writable = make(rng)
         text += "" if text.strip() else "word"  # a blank document is no document (read_documents skips it)
         docs.append((f"d{n}", text))
-        for (p, tool, input, result), ok in zip(calls, writable):
-            by_tool.setdefault(get_tool(tool).key, []).append(scored(f"d{n}", get_tool(tool).key, p, input, result, 1.0))
-        expected[f"d{n}"] = (text, [(p, tool, i, " ".join(r.split())) for (p, tool, i, r), ok in zip(calls, writable) if ok])
+        for p, tool, input, result in calls:
+            key = get_tool(tool).key
+            by_tool.setdefault(key, []).append(scored(f"d{n}", key, p, input, result, 1.0))
+        # the results as build writes them: one line
+        expected[f"d{n}"] = (text, [(p, tool, i, " ".join(r.split())) for (p, tool, i, r), ok in zip(calls, writable)
+                                    if ok])
         refused += writable.count(False)
     run = write_run(tmp_path / "run", by_tool, syntax=syntax, docs=docs)
     figures = build_augmented(run, heldout=0.0, keep_uncalled_rate=1.0)

@@ -13,6 +13,9 @@ its row's `id`, else "<file stem>:<line>", the id `toolformer eval` gives the sa
 question keep the problem's text in meta["problem"], which decides their side of a train/test
 split (`split_rows`) exactly as it does in evaluation.
 
+In hw3 and toolformer text a marker after a backslash is text, not a call (CallSyntax.escape: how
+`build` writes a document's own "[Calculator(" or "<<"); both read `build`'s output back exactly.
+
 An annotation's position is a character offset in the stripped text, in `build`'s canonical form
 (before the single space that precedes a word), so it is where a sampled call would point and
 `build` writes the call back exactly where it was.

@@ -37,15 +37,15 @@ def canonical_position(text: str, p: int) -> int:
 def place(text: str, p: int, call: Call, syntax: CallSyntax) -> int | None:
     """Where the call at canonical position p is written: p, or for a syntax whose result is the
     text's own number the start of that number (after one space); None when the text does not go
-    on with exactly call.result there, or a backslash or the start marker's first character is
-    right before it (it would read as text or as another marker)."""
+    on with exactly call.result there, or a backslash, the start marker's first character or a
+    number's is right before it (the call would read as text, as another marker, or inside a number)."""
     if not syntax.result_in_text:
         return p
     q = p + 1 if text[p:p + 1] == " " and canonical_position(text, p + 1) == p else p
     number = NUMBER.match(text, q)
-    if number is None or number.group() != call.result or (q > 0 and text[q - 1] in NUMBER_CHARS + ESCAPE + syntax.start[0]):
+    if number is None or number.group() != call.result:
         return None
-    return q
+    return None if q > 0 and text[q - 1] in NUMBER_CHARS + ESCAPE + syntax.start[0] else q
 
 
 def insert_calls(text: str, calls: list[tuple[int, Call]], syntax: CallSyntax) -> str:
@@ -55,7 +55,8 @@ def insert_calls(text: str, calls: list[tuple[int, Call]], syntax: CallSyntax) -
     for p, call in sorted(calls, key=lambda pc: pc[0]):
         q = place(text, p, call, syntax)
         if q is None:
-            raise ValueError(f"{syntax.render_call(call)!r} cannot be written at {p}: the text does not go on with its result")
+            raise ValueError(f"{syntax.render_call(call)!r} cannot be written at {p}: "
+                             "the text does not go on with its result")
         pieces.append(syntax.escape(text[last:q]))
         if syntax.result_in_text:
             pieces.append(syntax.render(call.tool, call.input, ""))  # the text's number follows
