@@ -322,3 +322,12 @@ def test_skip_bad_counts_the_rows_and_a_strict_load_still_refuses(tmp_path, tmp_
     assert ws.make_executor(corpus=corpus, skip_bad=True)("largest animal", {}).startswith("It is the largest")
     with pytest.raises(ValueError, match=re.escape(f"{corpus}:2: bad JSON") + r".*2 bad rows in all; skip them"):
         ws.make_executor(corpus=corpus)   # the cached index skipped rows this caller did not agree to skip
+
+
+def test_unknown_format_and_broken_leads_json_are_one_line_errors(tmp_path, tmp_cache):
+    (tmp_path / "dump.csv").write_text("title,text\nA,Alpha\n")
+    with pytest.raises(ValueError, match=r"dump.csv: a WikiSearch corpus is .jsonl, .jsonl.gz or .parquet"):
+        ws.load_index(tmp_path / "dump.csv")
+    (tmp_path / "leads.json").write_text('{"A": {"title": "A",\n "extract": }}')
+    with pytest.raises(ValueError, match=r"leads.json:2: bad JSON"):
+        ws.load_index(tmp_path / "leads.json")

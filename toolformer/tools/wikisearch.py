@@ -79,7 +79,10 @@ def split_passages(text: str, max_words: int = PASSAGE_WORDS) -> list[str]:
 def _articles_from_json(path: Path) -> list[tuple[str, str, str]]:
     """(id, title, text) of each article in a leads file: a JSON object (title -> entry) or list
     of entries {title, extract, ...}, as in the embedded wiki-leads-en (small: read whole)."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserValueError(f"{path}:{err.lineno}: bad JSON: {err.msg}") from None
     entries = list(data.values()) if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise UserValueError(f"{path}: expected a JSON object or list of {{title, extract}} entries")
@@ -129,9 +132,12 @@ def iter_articles(path: Path, skip_bad: bool = False, stats: ReadStats | None = 
     """(id, title, text) of each article of a corpus file, streamed: .jsonl[.gz] or .parquet rows
     {"id"?, "title"?, "text"}, or a .json leads file. A bad row is a BadRecord naming file and
     row, or, with skip_bad, counted in `stats`."""
-    if not path.name.endswith((".jsonl", ".jsonl.gz", ".parquet")):
+    if path.suffix == ".json":
         yield from _articles_from_json(path)
         return
+    if not path.name.endswith((".jsonl", ".jsonl.gz", ".parquet")):
+        raise UserValueError(f"{path}: a WikiSearch corpus is .jsonl, .jsonl.gz or .parquet rows of title/text "
+                             f"(or a .json leads file)")
     stats = stats if stats is not None else ReadStats()
     rows = _parquet_rows(path) if path.suffix == ".parquet" else read_jsonl(path, skip_bad=skip_bad, stats=stats)
     for number, obj in rows:
