@@ -30,11 +30,10 @@ from toolformer.assets import DEFAULT_EMBEDDER  # noqa: E402
 from toolformer.cli.flags import add_flags, from_args  # noqa: E402
 from toolformer.config import DEFAULT_MAX_LENGTH, POOLINGS, RetrieverTraining  # noqa: E402
 from toolformer.retrieval.bm25 import BM25  # noqa: E402
-from toolformer.retrieval.data import query_pairs, read_queries, read_tool_set, split, subsample  # noqa: E402
+from toolformer.retrieval.data import QueryStats, query_pairs, read_queries, read_tool_set, split, subsample  # noqa: E402
 from toolformer.retrieval.encoders import load_encoder  # noqa: E402
 from toolformer.retrieval.metrics import evaluate  # noqa: E402
 from toolformer.retrieval.train import DEFAULT_LR, LORA_LR, train  # noqa: E402
-from toolformer.run.records import ReadStats  # noqa: E402
 
 SETS = {"hf": ("gorilla_huggingface_api.jsonl", "gorilla_huggingface_eval.json"),
         "tf": ("gorilla_tensorflowhub_api.jsonl", "gorilla_tensorflow_eval.json")}
@@ -62,8 +61,8 @@ def main() -> None:
         sys.exit(f"Gorilla data not found at {data}: pass --data")
     api_file, eval_file = SETS[args.set]
     tools, repeated = read_tool_set(data / api_file)
-    stats = ReadStats()
-    queries = read_queries(data / eval_file, tools, skip_bad=True, stats=stats)
+    stats = QueryStats()
+    queries = read_queries(data / eval_file, tools, stats=stats)
     test = subsample(split(queries, args.holdout, True), args.limit_test, args.seed)
     training_queries = subsample(split(queries, args.holdout, False), args.limit_train, args.seed)
 
@@ -79,7 +78,7 @@ def main() -> None:
     print(json.dumps({
         "set": args.set, "encoder": args.encoder, "config": encoder.config(), "lora": args.lora, "lora_layers": args.lora_layers,
         "tools": len(tools), "repeated_tool_names": repeated, "queries": len(queries),
-        "skipped_gold_not_in_api_file": stats.skipped_bad, "train_queries": len(training_queries),
+        "skipped_gold_not_in_api_file": stats.gold_not_in_tools, "train_queries": len(training_queries),
         "test_queries": len(test),
         "train": {**dataclasses.asdict(settings), "seed": args.seed, "history": history}, "results": results,
         "seconds": round(time.time() - t0, 1)}))

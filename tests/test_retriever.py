@@ -14,8 +14,8 @@ import torch
 from toolformer.config import RetrieverTraining
 from toolformer.retrieval import rank_tools
 from toolformer.retrieval.bm25 import BM25
-from toolformer.retrieval.data import (Pair, Query, ToolSet, kept_call_queries, query_pairs, read_pairs, read_queries,
-                                       read_tool_set, registry_tools, split)
+from toolformer.retrieval.data import (Pair, Query, QueryStats, ToolSet, kept_call_queries, query_pairs, read_pairs,
+                                       read_queries, read_tool_set, registry_tools, split)
 from toolformer.retrieval.encoders import LLMEncoder, load_encoder, pool_hidden, save_retriever
 from toolformer.retrieval.index import IVFIndex, ToolIndex, tool_embeddings, top_k
 from toolformer.retrieval.metrics import evaluate, ranking_metrics
@@ -192,19 +192,20 @@ def test_bad_pairs_line_names_file_and_line(tmp_path):
         read_pairs(path)
 
 
-def test_queries_unknown_tool_errors_or_is_counted(tmp_path):
+def test_queries_unknown_gold_is_counted_not_scored_and_bad_lines_error_or_are_counted(tmp_path):
     tools, _ = toy_data()
     path = write_lines(tmp_path / "q.jsonl", [json.dumps({"query": "add two numbers", "tool": "Calculator"}),
                                               json.dumps({"query": "x", "tool": ["QA", "Calendar"]}),
                                               json.dumps({"query": "y", "tool": "Translator"}),
+                                              json.dumps({"query": "z", "tool": ["QA", "Translator"]}),
                                               "not json"])
-    with pytest.raises(BadRecord, match=r"q\.jsonl:3: tool 'Translator' is not in the tool set"):
+    with pytest.raises(BadRecord, match=r"q\.jsonl:5: bad JSON"):
         read_queries(path, tools)
-    stats = ReadStats()
+    stats = QueryStats()
     queries = read_queries(path, tools, skip_bad=True, stats=stats)
     assert [q.relevant for q in queries] == [frozenset({"Calculator"}), frozenset({"QA", "Calendar"})]
-    assert stats.skipped_bad == 2
-    assert stats.examples[0].endswith("q.jsonl:3: tool 'Translator' is not in the tool set")
+    assert stats.skipped_bad == 1 and stats.gold_not_in_tools == 2
+    assert stats.gold_not_in_tools_examples == [f"{path}:3: Translator", f"{path}:4: Translator"]
 
 
 def test_gorilla_style_tool_set_and_queries(tmp_path):
@@ -215,13 +216,25 @@ def test_gorilla_style_tool_set_and_queries(tmp_path):
         json.dumps({"api_call": "hub.load('a')", "description": "the same API again"})])
     tools, repeated = read_tool_set(api)
     assert tools.names == ("hub.load('a')", "hub.load('b')") and repeated == 1
-    assert tools.texts[0] == "hub.load('a'): Text embedding model\nDomain: Text embedding\nFunctionality: Embedding"
+    assert tools.fields[0] == {"api_name": "hub.load('a')", "domain": "Text embedding", "functionality": "Embedding",
+                               "description": "Text embedding model"}
+    assert tools.texts[0] == "hub.load('a')\nDomain: Text embedding\nFunctionality: Embedding\nText embedding model"
     code = "###Instruction: Embed my sentences.\n###Output: <<<api_call>>>: hub.load('a')"
     ev = write_lines(tmp_path / "eval.json", [json.dumps({"code": code, "api_call": "hub.load('a')"})])
     assert read_queries(ev, tools) == [Query("Embed my sentences.", frozenset({"hub.load('a')"}),
                                                  "Embed my sentences.")]
     write_lines(api, [json.dumps({"api_call": "x"})])
     with pytest.raises(BadRecord, match=r"api\.jsonl:1: needs a string 'description'"):
+        read_tool_set(api)
+    write_lines(api, [json.dumps({"description": "no name"})])
+    with pytest.raises(BadRecord, match=r"api\.jsonl:1: needs a string 'name' \(or 'api_call'\)"):
+        read_tool_set(api)
+    write_lines(api, [json.dumps({"name": "A", "description": "a"}), json.dumps({"name": "B", "description": "b"}),
+                      json.dumps({"name": "A", "description": "a again"})])
+    with pytest.raises(BadRecord, match=r"api\.jsonl:3: tool name 'A' repeats line 1"):
+        read_tool_set(api)
+    write_lines(api, [json.dumps({"name": "A", "description": "a"}), '{"name": "B", '])
+    with pytest.raises(BadRecord, match=r"api\.jsonl:2: bad JSON"):
         read_tool_set(api)
 
 

@@ -315,7 +315,7 @@ class RetrieverTraining:
     batch_size: int = opt(32, "queries per batch (their positives are each other's negatives)")
     grad_accum: int = opt(1, "batches per optimiser step")
     lr: float | None = opt(None, "learning rate; default 2e-5, or 1e-4 with --lora")
-    temperature: float = opt(0.05, "InfoNCE temperature")
+    temperature: float = opt(0.02, "InfoNCE temperature (E5: 0.02)")
     hard_negatives: int = opt(3, "mined per query each epoch")
 
 
@@ -332,12 +332,22 @@ class RetrieverTrainSettings(RetrieverTraining, RetrieverData):
     lora: int = opt(0, "LoRA rank for an LLM embedder (0: train all weights)")
     lora_layers: int | None = opt(None, "train the adapters of the last N blocks only (cheaper)")
     max_length: int | None = opt(None, f"tokens per text (default {DEFAULT_MAX_LENGTH})")
+    synthesize: int | None = opt(None, "train on N synthetic queries written from the --tools documents "
+                                       "alone (no human queries), spread over the documents; "
+                                       "written to OUT/synthetic.jsonl, resumable", metavar="N")
+    writer: str = opt("mixed", "who writes the synthetic queries: the instruct LM, templates over the "
+                               "document fields, or both (half each)", choices=("lm", "templates", "mixed"))
+    writer_model: str = opt(DEFAULT_LM, "the instruct LM that writes synthetic queries")
+    round_trip: int = opt(10, "keep a synthetic query only if BM25 ranks its document in the top K (0: keep all)",
+                          metavar="K")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RetrieverEvalSettings(RetrieverData):
     """`toolformer retriever eval`."""
     retriever: str = opt(DEFAULT_EMBEDDER, RETRIEVER_HELP)
+    hybrid: bool = opt(False, "also rank by reciprocal rank fusion of the retriever with BM25")
+    bootstrap: int = opt(1000, "bootstrap resamples of the queries for the 95% CIs and the paired test")
 
 
 @dataclass(frozen=True, kw_only=True)

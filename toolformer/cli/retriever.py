@@ -1,7 +1,8 @@
 """Tool retriever: rank tools for a text by embedding similarity, trained on our own kept calls.
 
     toolformer retriever train  --run NAME | --queries FILE --tools FILE | --pairs FILE  --out DIR
-    toolformer retriever eval   [--tools FILE] --queries FILE | --run NAME  [--retriever REF]
+    toolformer retriever train  --tools API.jsonl --synthesize N --out DIR   (from the documents alone)
+    toolformer retriever eval   [--tools FILE] --queries FILE | --run NAME  [--retriever REF] [--hybrid]
     toolformer retriever search "what is 23 times 19" [--tools FILE] [--retriever REF]
 
 A retriever REF is "bm25", a sentence-transformers model (default: the embedded all-MiniLM-L6-v2),
@@ -31,10 +32,14 @@ def cmd_eval(args) -> dict:
     from toolformer.retrieval.metrics import evaluate_retriever
     figures = evaluate_retriever(from_args(RetrieverEvalSettings, args))
     print(_eval_summary(figures))
-    print(f"{'retriever':<40}" + "".join(f"{c:>10}" for c in METRIC_COLUMNS))
+    print(f"{'retriever':<40}" + "".join(f"{c:>10}" for c in METRIC_COLUMNS) + "   R@1 95% CI     vs BM25 (McNemar p)")
     for name, m in figures["results"].items():
         by_tool = m.get("recall@1_by_tool")
-        print(f"{name[-40:]:<40}" + "".join(f"{m[c]:>10.4f}" for c in METRIC_COLUMNS)
+        low, high = m["ci"]["recall@1"]
+        test = (m.get("vs_bm25") or {}).get("mcnemar_recall@1")
+        print(f"{name[-40:]:<40}" + "".join(f"{m[c]:>10.4f}" for c in METRIC_COLUMNS) + f"   [{low:.3f}, {high:.3f}]"
+              + (f"   {test['difference']:+.3f} (p {test['p_value']:.2g})" if test else "")
+              + (f"   by api_name R@1 {m['by_api_name']['recall@1']:.4f}" if "by_api_name" in m else "")
               + ("  R@1 by tool: " + ", ".join(f"{t} {v:.2f}" for t, v in by_tool.items()) if by_tool else ""))
     return figures
 
@@ -43,9 +48,11 @@ def _eval_summary(figures: dict) -> str:
     """One line: how many queries (per tool, for runs) and tools, and what was skipped."""
     per_tool, repeated = figures["queries_per_tool"], figures["repeated_tool_names"]
     skipped_bad, at_start = figures["skipped_bad"], figures["skipped_at_document_start"]
+    missing = figures["gold_not_in_tools"]
     return (f"{figures['queries']} queries"
             + (f" ({', '.join(f'{n} {c}' for n, c in per_tool.items())})" if per_tool else "")
             + f", {figures['tools']} tools" + (f" ({repeated} repeated names merged)" if repeated else "")
+            + (f", {missing} queries left out: their gold tool is not in the tool set" if missing else "")
             + (f", {skipped_bad} bad lines skipped" if skipped_bad else "")
             + (f", {at_start} calls at a document start skipped (no text before them)" if at_start else ""))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -22,6 +22,9 @@ from toolformer.run.records import SCORED, BadRecord, ReadStats, read_jsonl
 class ToolSet:
     names: tuple[str, ...]
     texts: tuple[str, ...]   # what the retriever embeds, one per name
+    # per tool, the record's short fields (api_name, domain, functionality, description, dataset):
+    # what synthetic queries are written from, and Gorilla's api_name that a hit may be judged by
+    fields: tuple[dict, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         if len(set(self.names)) != len(self.names):
@@ -65,30 +68,49 @@ def registry_tools() -> ToolSet:
 
 def read_tool_set(path: str | Path) -> tuple[ToolSet, int]:
     """Tools from JSONL: `name` (or Gorilla's `api_call`) and `description`; `domain`,
-    `functionality` and `examples` join the text when present. Returns (tools, repeated names):
-    a name seen again (Gorilla TF Hub lists one API up to 220 times) keeps its first record."""
-    names, texts, seen, repeated = [], [], set(), 0
+    `functionality` and `examples` join the text when present. Returns (tools, repeated names).
+    A `name` seen twice is an error naming both lines; an `api_call` seen again (Gorilla TF Hub
+    lists one API up to 220 times, with different descriptions) keeps its first record, counted."""
+    names, texts, fields, first_line, repeated = [], [], [], {}, 0
     for number, rec in read_jsonl(path):
-        name = rec.get("name", rec.get("api_call"))
+        key = "name" if "name" in rec else "api_call"
+        name = rec.get(key)
         if not isinstance(name, str) or not name.strip():
             raise BadRecord(path, number, "needs a string 'name' (or 'api_call')")
         if not isinstance(rec.get("description"), str):
             raise BadRecord(path, number, "needs a string 'description'")
-        if name in seen:
+        if name in first_line:
+            if key == "name":
+                raise BadRecord(path, number, f"tool name {name[:80]!r} repeats line {first_line[name]}")
             repeated += 1
             continue
-        seen.add(name)
+        first_line[name] = number
         names.append(name)
         texts.append(_tool_text(name, rec))
+        fields.append(_short_fields(name, rec))
     if not names:
         raise UserValueError(f"{path}: no tools")
-    return ToolSet(tuple(names), tuple(texts)), repeated
+    return ToolSet(tuple(names), tuple(texts), tuple(fields)), repeated
+
+
+def _short_fields(name: str, rec: dict) -> dict:
+    """The fields synthetic queries are written from; api_name defaults to the tool name."""
+    out = {f: rec[f].strip() for f in ("api_name", "domain", "functionality", "description")
+           if isinstance(rec.get(f), str) and rec[f].strip()}
+    out.setdefault("api_name", name)
+    performance = rec.get("performance")
+    if isinstance(performance, dict) and isinstance(performance.get("dataset"), str):
+        out["dataset"] = performance["dataset"]
+    return out
 
 
 def _tool_text(name: str, rec: dict) -> str:
-    text = f"{name}: {rec['description']}"
-    text += "".join(f"\n{f.capitalize()}: {rec[f]}" for f in ("domain", "functionality")
-                    if isinstance(rec.get(f), str))
+    """Name, then the short fields, then the description: an encoder truncates at max_length
+    tokens, and Gorilla descriptions run long, so what says most comes first."""
+    text = name + "".join(f"\n{label}: {rec[f]}" for f, label in (
+        ("api_name", "API name"), ("domain", "Domain"), ("functionality", "Functionality"))
+        if isinstance(rec.get(f), str) and rec[f].strip() and rec[f] != name)
+    text += f"\n{rec['description']}"
     if isinstance(rec.get("examples"), list):
         text += "\nExamples:\n" + "\n".join(map(str, rec["examples"]))
     return text
@@ -106,22 +128,39 @@ def gorilla_instruction(code: str) -> str:
     return code.split("###Output", 1)[0].replace("###Instruction:", "").strip()
 
 
+@dataclass
+class QueryStats(ReadStats):
+    """ReadStats plus the queries left out because a gold tool is not in the tool set: they are
+    counted and reported, never scored (a retriever cannot rank a tool it is not given)."""
+    gold_not_in_tools: int = 0
+    gold_not_in_tools_examples: list[str] = field(default_factory=list)  # first few "file:line: tool"
+
+
 def read_queries(path: str | Path, tools: ToolSet, skip_bad: bool = False,
-                 stats: ReadStats | None = None) -> list[Query]:
-    """Queries from JSONL: {"query", "tool": name or [names]}, or APIBench {"code", "api_call"}."""
-    stats = stats if stats is not None else ReadStats()
+                 stats: QueryStats | None = None) -> list[Query]:
+    """Queries from JSONL: {"query", "tool": name or [names]}, or APIBench {"code", "api_call"}.
+    A query whose gold tool is not in `tools` is left out and counted in stats.gold_not_in_tools."""
+    stats = stats if stats is not None else QueryStats()
     known, queries = set(tools.names), []
     for number, rec in read_jsonl(path, skip_bad=skip_bad, stats=stats):
         try:
-            queries.append(_query(path, number, rec, known))
+            query = _query(path, number, rec)
         except BadRecord as err:
             if not skip_bad:
                 raise
             stats.skip(err)
+            continue
+        unknown = sorted(query.relevant - known)
+        if unknown:
+            stats.gold_not_in_tools += 1
+            if len(stats.gold_not_in_tools_examples) < 10:
+                stats.gold_not_in_tools_examples.append(f"{path}:{number}: {unknown[0][:80]}")
+            continue
+        queries.append(query)
     return queries
 
 
-def _query(path: str | Path, number: int, rec: dict, known: set[str]) -> Query:
+def _query(path: str | Path, number: int, rec: dict) -> Query:
     if "query" in rec:
         text, gold = rec["query"], rec.get("tool")
         gold = [gold] if isinstance(gold, str) else gold
@@ -131,9 +170,6 @@ def _query(path: str | Path, number: int, rec: dict, known: set[str]) -> Query:
         raise BadRecord(path, number, "needs a non-empty 'query' (or APIBench 'code')")
     if not isinstance(gold, list) or not gold or not all(isinstance(g, str) for g in gold):
         raise BadRecord(path, number, "needs 'tool': a name or a list of names (or 'api_call')")
-    unknown = [g for g in gold if g not in known]
-    if unknown:
-        raise BadRecord(path, number, f"tool {unknown[0][:80]!r} is not in the tool set")
     return Query(text, frozenset(gold), text)
 
 
@@ -178,7 +214,7 @@ def _kept_calls(run, docs: dict[str, str], tools: ToolSet,
     return relevant
 
 
-def load_queries(s: RetrieverData, tools: ToolSet, held_out: bool, stats: ReadStats) -> list[Query]:
+def load_queries(s: RetrieverData, tools: ToolSet, held_out: bool, stats: QueryStats) -> list[Query]:
     """The queries the settings name (the kept calls of --run runs, or a --queries file), on one
     side of the --holdout split, sampled down to --limit."""
     if s.run:

@@ -53,6 +53,23 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(idx, order, 1), np.take_along_axis(part, order, 1)
 
 
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[Sequence[str]]], k: int = RRF_K) -> list[list[str]]:
+    """Per query, the names of several rankings (retrievers × queries × names, best first) fused by
+    the sum of 1 / (k + rank); a name absent from a ranking adds nothing from it. Ties keep the
+    order of first appearance (the first retriever's order)."""
+    fused = []
+    for rows in zip(*rankings):
+        score: dict[str, float] = {}
+        for row in rows:
+            for rank, name in enumerate(row, 1):
+                score[name] = score.get(name, 0.0) + 1 / (k + rank)
+        fused.append(sorted(score, key=lambda n: -score[n]))  # stable: ties keep first appearance
+    return fused
+
+
 class IVFIndex:
     """Approximate search for large tool sets: spherical k-means cells; a query scores only the
     vectors of its n_probe nearest cells."""

@@ -8,10 +8,11 @@ import time
 from typing import TYPE_CHECKING, Sequence
 
 from toolformer.errors import UserValueError
-from toolformer.retrieval.data import Pair, load_queries, load_tool_set, query_pairs, read_pairs, subsample
+from toolformer.retrieval.data import (Pair, QueryStats, load_queries, load_tool_set, query_pairs, read_pairs,
+                                       subsample)
 from toolformer.retrieval.encoders import Encoder, LLMEncoder, load_encoder, save_retriever
 from toolformer.retrieval.index import tool_embeddings, top_k
-from toolformer.run.records import ReadStats
+from toolformer.retrieval.synthesize import synthesize, synthetic_pairs
 
 if TYPE_CHECKING:
     from toolformer.config import RetrieverTrainSettings, RetrieverTraining
@@ -111,42 +112,63 @@ def _train_epoch(encoder: Encoder, optimizer, batches: list[list[Pair]], mined: 
     return total / len(batches)
 
 
-def training_data(s: RetrieverTrainSettings, stats: ReadStats) -> tuple[list[Pair], list[str]]:
-    """(pairs, the candidate texts hard negatives are mined from) from exactly one of --pairs,
-    --run and --queries; held-out queries stay out."""
-    if bool(s.pairs) + bool(s.run) + bool(s.queries) != 1:
-        raise UserValueError("give exactly one of --pairs, --run, --queries")
+SYNTHETIC_INSTRUCTION = "Given a user request, retrieve the API that fulfils it"
+
+
+def training_data(s: RetrieverTrainSettings, stats: QueryStats, log=print) -> tuple[list[Pair], list[str], dict]:
+    """(pairs, the candidate texts hard negatives are mined from, what synthesis did) from exactly
+    one of --pairs, --run, --queries and --synthesize; held-out queries stay out."""
+    if bool(s.pairs) + bool(s.run) + bool(s.queries) + bool(s.synthesize) != 1:
+        raise UserValueError("give exactly one of --pairs, --run, --queries, --synthesize")
+    synthesis: dict = {}
     if s.pairs:
         pairs = subsample(read_pairs(s.pairs), s.limit, s.seed)
         pool = sorted({t for p in pairs for t in (p.positive, *p.negatives)})
+    elif s.synthesize:
+        if not s.tools:
+            raise UserValueError("--synthesize writes queries from the documents of --tools FILE: give it")
+        tools, _ = load_tool_set(s.tools)
+        records = synthesize(tools, s.synthesize, s.out, s.writer, s.writer_model, s.seed, log=log)
+        pairs, synthesis = synthetic_pairs(records, tools, s.round_trip, s.hard_negatives)
+        log(f"synthetic queries: {synthesis['synthetic']} written, {synthesis['empty_generations']} empty, "
+            f"{synthesis['ambiguous']} written for several documents, "
+            f"{synthesis['removed_by_round_trip']} removed by the BM25 round trip (top {s.round_trip})")
+        pool = list(tools.texts)
     else:
         tools, _ = load_tool_set(s.tools)
         pairs, pool = query_pairs(load_queries(s, tools, False, stats), tools), list(tools.texts)
     if not pairs:
-        raise UserValueError("no training pairs (is --holdout 1, or did the run keep no calls?)")
-    return pairs, pool
+        raise UserValueError("no training pairs (is --holdout 1, did the run keep no calls, or did the "
+                             "round trip remove every synthetic query?)")
+    return pairs, pool, synthesis
 
 
 def train_retriever(s: RetrieverTrainSettings, log=print) -> dict:
     """Train the encoder `s.encoder` (optionally with LoRA) and save it to `s.out`; returns the
     figures that retriever.json records under "training"."""
     from toolformer.config import RetrieverTraining
-    stats = ReadStats()
-    pairs, pool = training_data(s, stats)
-    encoder = load_encoder(s.encoder, s.pooling, s.instruction, s.max_length)
+    stats = QueryStats()
+    t0 = time.time()
+    pairs, pool, synthesis = training_data(s, stats, log)
+    synthesis_seconds = round(time.time() - t0, 1)
+    instruction = SYNTHETIC_INSTRUCTION if s.synthesize and s.instruction is None else s.instruction
+    encoder = load_encoder(s.encoder, s.pooling, instruction, s.max_length)
     if s.lora:
         if not isinstance(encoder, LLMEncoder):
             raise UserValueError("--lora applies to an LLM embedder only")
         encoder.add_lora(s.lora, s.lora_layers)
     s = dataclasses.replace(s, lr=s.lr or (LORA_LR if s.lora else DEFAULT_LR))
     log(f"training {s.encoder} on {len(pairs)} pairs, {len(pool)} candidate texts")
-    t0 = time.time()
+    t1 = time.time()
     history = train(encoder, pairs, pool, s, s.seed, log=log)
     optimisation = {f.name: getattr(s, f.name) for f in dataclasses.fields(RetrieverTraining)}
     figures = {"pairs": len(pairs), "pool": len(pool), "encoder": s.encoder, "lora": s.lora,
                "lora_layers": s.lora_layers, **optimisation, "seed": s.seed,
-               "history": history, "seconds": round(time.time() - t0, 1),
+               "history": history, "seconds": round(time.time() - t1, 1),
                "skipped_bad": stats.skipped_bad, "skipped_at_document_start": stats.skipped_empty}
+    if s.synthesize:
+        figures["synthesis"] = {**synthesis, "writer": s.writer, "writer_model": s.writer_model,
+                                "seconds": synthesis_seconds}
     save_retriever(encoder, s.out, figures)
     log(f"saved to {s.out}")
     return {**figures, "out": s.out}
