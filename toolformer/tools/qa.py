@@ -5,7 +5,9 @@ on Natural Questions (Schick et al. 2023, §2). This is a retrieve-then-read sub
 WikiSearch passages (the same BM25 index, `toolformer.tools.wikisearch.search`) are given with
 the question to an instruction-tuned causal LM (default: the embedded SmolLM2-135M-Instruct)
 through its chat template; it answers greedily in a few tokens, and the answer is cleaned to a
-short phrase.
+short phrase. The execute stage hands the tool a chunk's distinct questions at once
+(`executor.batch`): they are decoded batch_size at a time, sorted by prompt length and padded on
+the left, each to the answer it gets alone (bench/qa_batch.py measures calls/s both ways).
 """
 from __future__ import annotations
 
