@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -331,3 +332,19 @@ def test_unknown_format_and_broken_leads_json_are_one_line_errors(tmp_path, tmp_
     (tmp_path / "leads.json").write_text('{"A": {"title": "A",\n "extract": }}')
     with pytest.raises(ValueError, match=r"leads.json:2: bad JSON"):
         ws.load_index(tmp_path / "leads.json")
+
+
+def test_a_killed_builds_leftovers_are_removed_by_the_next_build(tmp_path, tmp_cache):
+    import subprocess
+    import sys
+    corpus = write_jsonl(tmp_path / "passages.jsonl", PASSAGES)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    key = ws.index_key(corpus)
+    (tmp_cache / "wiki-index").mkdir(parents=True)
+    stale = tmp_cache / "wiki-index" / f"{key}.tmp{dead.pid}"
+    (stale / "half").mkdir(parents=True)
+    running = tmp_cache / "wiki-index" / f"{key}.tmp{os.getpid()}x"  # not a pid: left alone
+    running.mkdir()
+    assert ws.load_index(corpus).built
+    assert sorted(p.name for p in (tmp_cache / "wiki-index").iterdir()) == sorted([key, running.name])

@@ -322,7 +322,21 @@ def _count_pass(corpus: Path, tmp: Path, skip_bad: bool, progress: bool) -> dict
     return {"vocab": vocab, "df": df[:len(vocab)], "shards": shards, "total_length": total_length, "stats": stats}
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _build(corpus: Path, target: Path, skip_bad: bool = False, progress: bool = False) -> None:
+    for stale in target.parent.glob(f"{target.name}.tmp*"):  # left by a killed build
+        pid = stale.name.rpartition(".tmp")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
