@@ -171,10 +171,11 @@ def fact_spans(text: str, titles: frozenset[str], subject: str | None = None,
     """The facts of `text` a WikiSearch or QA call could have produced, in text order.
 
     A relation's value (facts.txt) is a fact about the entity before its trigger. With `reaches`
-    (query, value) -> whether WikiSearch(query) returns the value, any other year or number of
-    the sentence is a fact too where WikiSearch(an entity named before it) returns it ("generic":
-    no question is templated for it, so it has no QA call)."""
+    (query, value) -> whether WikiSearch(query) returns the value, any other year, number or
+    title the sentence names is a fact too where WikiSearch(an entity named before it) returns it
+    ("generic": no question is templated for it, so it has no QA call)."""
     facts, seen = [], set()
+    lower_words = set(re.findall(r"\b[a-z]+\b", text))  # "river" in the text: "River" is a common noun
     for bounds in sentences(text):
         s_start, s_end = bounds
         sentence = text[s_start:s_end]
@@ -195,15 +196,17 @@ def fact_spans(text: str, titles: frozenset[str], subject: str | None = None,
                                   " ".join(rel.question.format(**fill).split())))
         if reaches is None:
             continue
-        for m in _GENERIC.finditer(sentence):
-            position = s_start + m.start()
-            if position in seen:
+        # other years and numbers, and titles that are not common words written capitalised
+        values = [(m.start(), m.group()) for m in _GENERIC.finditer(sentence)] + \
+            [(o, name) for o, name in mentions if " " in name or name.lower() not in lower_words]
+        for at, value in sorted(values):
+            if s_start + at in seen:
                 continue
-            entity = next((e for e in _entity_before(text, bounds, m.start(), mentions, subject)
-                           if reaches(e, m.group())), None)
+            entity = next((e for e in _entity_before(text, bounds, at, mentions, subject)
+                           if e.lower() != value.lower() and reaches(e, value)), None)
             if entity is not None:
-                seen.add(position)
-                facts.append(Fact(position, m.group(), GENERIC, entity, (entity,), ""))
+                seen.add(s_start + at)
+                facts.append(Fact(s_start + at, value, GENERIC, entity, (entity,), ""))
     return sorted(facts, key=lambda f: f.position)
 
 
