@@ -281,26 +281,30 @@ def index_key(corpus: Path) -> str:
 
 
 def _count_pass(corpus: Path, tmp: Path, skip_bad: bool, progress: bool) -> dict:
-    """Pass 1: passages and offsets to disk, each shard's term counts to counts-<s>.npz; returns
-    the vocabulary, document frequencies and sizes."""
+    """Pass 1: passages and offsets to disk, each shard's (passage, term, tf) counts to
+    counts-<s>.npz, a few thousand passages in memory at a time; returns the vocabulary, document
+    frequencies and sizes."""
     stats, vocab, shards = ReadStats(), {}, []
     df = np.zeros(1024, dtype=np.int64)
-    total_length = 0
-    offset = 0
+    total_length = offset = 0
+    passages = iter_passages(corpus, skip_bad, stats)
     bar = tqdm(desc=f"indexing {corpus.name}", unit=" passages", disable=None if progress else True, file=sys.stderr)
     with open(tmp / "passages.jsonl", "wb") as texts, open(tmp / "offsets.bin", "wb") as offsets:
         offsets.write(np.int64(0).tobytes())
-        for s, shard in enumerate(_batched(iter_passages(corpus, skip_bad, stats), SHARD_PASSAGES)):
-            docs, terms, lengths = [], [], []
-            for first, part in zip(range(0, len(shard), TOKENIZE_PASSAGES), _batched(shard, TOKENIZE_PASSAGES)):
+        while True:
+            counts, lengths = [], []  # this shard's
+            for part in _batched(itertools.islice(passages, SHARD_PASSAGES), TOKENIZE_PASSAGES):
                 # the title is indexed with each passage so a query naming the subject finds its article
                 tokens = _tokens([f"{p['title']} {p['text']}" for p in part])
                 flat = list(itertools.chain.from_iterable(tokens))
                 for t in dict.fromkeys(flat):  # new words get the next ids, in order of appearance
                     vocab.setdefault(t, len(vocab))
-                terms.append(np.fromiter(map(vocab.__getitem__, flat), np.int64, len(flat)))
                 sizes = [len(t) for t in tokens]
-                docs.append(np.repeat(np.arange(first, first + len(part), dtype=np.int64), sizes))
+                docs = np.repeat(np.arange(len(lengths), len(lengths) + len(part), dtype=np.int64), sizes)
+                # (passage, term) pairs with their counts: one key per pair, unique'd at once
+                keys, tf = np.unique(docs << 32 | np.fromiter(map(vocab.__getitem__, flat), np.int64, len(flat)),
+                                     return_counts=True)
+                counts.append(((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), tf.astype(np.int32)))
                 lengths += sizes
                 lines = [json.dumps(p, ensure_ascii=False).encode("utf-8") + b"\n" for p in part]
                 ends = offset + np.cumsum([len(line) for line in lines], dtype=np.int64)
@@ -308,16 +312,16 @@ def _count_pass(corpus: Path, tmp: Path, skip_bad: bool, progress: bool) -> dict
                 texts.write(b"".join(lines))
                 offsets.write(ends.tobytes())
                 bar.update(len(part))
-            # (passage, term) pairs with their counts: one key per pair, unique'd at once
-            keys, tf = np.unique(np.concatenate(docs) << 32 | np.concatenate(terms), return_counts=True)
-            term = (keys & 0xFFFFFFFF).astype(np.int32)
+            if not lengths:
+                break
+            doc, term, tf = (np.concatenate(column) for column in zip(*counts))
             if len(vocab) > len(df):
                 df = np.concatenate([df, np.zeros(max(len(vocab) - len(df), len(df)), dtype=np.int64)])
             df += np.bincount(term, minlength=len(df))
-            np.savez(tmp / f"counts-{s}.npz", doc=(keys >> 32).astype(np.int32), term=term,
-                     tf=tf.astype(np.int32), lengths=np.asarray(lengths, dtype=np.int32))
+            np.savez(tmp / f"counts-{len(shards)}.npz", doc=doc, term=term, tf=tf,
+                     lengths=np.asarray(lengths, dtype=np.int32))
             total_length += sum(lengths)
-            shards.append(len(shard))
+            shards.append(len(lengths))
     bar.close()
     return {"vocab": vocab, "df": df[:len(vocab)], "shards": shards, "total_length": total_length, "stats": stats}
 
@@ -351,10 +355,13 @@ def _build(corpus: Path, target: Path, skip_bad: bool = False, progress: bool = 
         idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
         for s in range(len(counted["shards"])):  # pass 2: each shard's scores, term-major
             with np.load(tmp / f"counts-{s}.npz") as c:
-                doc, term, tf, lengths = c["doc"], c["term"], c["tf"].astype(np.float64), c["lengths"]
-            norm = K1 * ((1 - B) + B * lengths[doc] / avg_length)
-            score = (idf[term].astype(np.float64) * (tf / (norm + tf))).astype(np.float32)
-            order = np.lexsort((doc, term))
+                doc, term, tf, lengths = c["doc"], c["term"], c["tf"], c["lengths"]
+            score = np.empty(len(doc), dtype=np.float32)
+            for i in range(0, len(doc), 1 << 20):  # float64 temporaries a million postings at a time
+                d, t, f = doc[i:i + (1 << 20)], term[i:i + (1 << 20)], tf[i:i + (1 << 20)].astype(np.float64)
+                norm = K1 * ((1 - B) + B * lengths[d] / avg_length)
+                score[i:i + len(d)] = idf[t].astype(np.float64) * (f / (norm + f))
+            order = np.argsort(term, kind="stable")  # postings are in passage order: term-major, then passage
             np.save(tmp / f"data-{s}.npy", score[order])
             np.save(tmp / f"indices-{s}.npy", doc[order])
             np.save(tmp / f"indptr-{s}.npy", np.concatenate([[0], np.cumsum(np.bincount(term, minlength=len(vocab)))]))
