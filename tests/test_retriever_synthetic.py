@@ -70,12 +70,14 @@ def test_synthetic_pairs_drop_empty_ambiguous_and_failed_round_trips(api_file):
         "tool": tool, "query": q, "writer": writer, "empty": not q, "bm25_rank": rank, "negatives": ["hub.load('yolo')"]}
     records = [rec("hub.load('resnet')", "classify my photos", 1), rec("hub.load('silero')", "", None, "lm"),
                rec("hub.load('resnet')", "Image models?", 1), rec("hub.load('resnet-wide')", "image models?", 2),
-               rec("hub.load('silero')", "speech to text please", 4, "lm"), rec("hub.load('yolo')", "find cars", 1, "lm")]
+               rec("hub.load('silero')", "speech to text please", 4, "lm"), rec("hub.load('yolo')", "find cars", 1, "lm"),
+               rec("hub.load('yolo')", "Find cars", 1)]
     pairs, figures = synthetic_pairs(records, tools, round_trip_k=3, hard_negatives=1)
     assert [p.query for p in pairs] == ["classify my photos", "find cars"]
     assert pairs[0].positive == tools.text_of("hub.load('resnet')")
     assert pairs[0].negatives == (tools.text_of("hub.load('yolo')"),)
-    assert figures["empty_generations"] == 1 and figures["ambiguous"] == 2 and figures["removed_by_round_trip"] == 1
+    assert figures["empty_generations"] == 1 and figures["ambiguous"] == 2 and figures["repeats"] == 1
+    assert figures["removed_by_round_trip"] == 1
     assert figures["by_writer"]["lm"] == {"written": 3, "empty": 1, "kept": 1}
     assert len(synthetic_pairs(records, tools, round_trip_k=0, hard_negatives=1)[0]) == 3
 
@@ -132,7 +134,8 @@ def test_cli_train_from_documents_alone_then_eval_json(api_file, tmp_path, capsy
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     synthesis = figures["synthesis"]
     assert synthesis["synthetic"] == 12 and synthesis["writer"] == "templates"
-    assert figures["pairs"] == synthesis["pairs"] == 12 - synthesis["ambiguous"] - synthesis["removed_by_round_trip"]
+    assert figures["pairs"] == synthesis["pairs"] == (12 - synthesis["ambiguous"] - synthesis["repeats"]
+                                                      - synthesis["removed_by_round_trip"])
     records = [json.loads(line) for line in (out / SYNTHETIC_FILE).read_text().splitlines()]
     assert len(records) == 12 and {r["tool"] for r in records} == {a["api_call"] for a in APIS}
     saved = json.loads((out / "retriever.json").read_text())

@@ -335,8 +335,9 @@ class RetrieverTrainSettings(RetrieverTraining, RetrieverData):
     synthesize: int | None = opt(None, "train on N synthetic queries written from the --tools documents "
                                        "alone (no human queries), spread over the documents; "
                                        "written to OUT/synthetic.jsonl, resumable", metavar="N")
-    writer: str = opt("mixed", "who writes the synthetic queries: the instruct LM, templates over the "
-                               "document fields, or both (half each)", choices=("lm", "templates", "mixed"))
+    writer: str = opt("templates", "who writes the synthetic queries: templates over the document fields, "
+                                   "the instruct LM (slow on a CPU, and weak at 135M: see the README), or "
+                                   "both (half each)", choices=("lm", "templates", "mixed"))
     writer_model: str = opt(DEFAULT_LM, "the instruct LM that writes synthetic queries")
     round_trip: int = opt(10, "keep a synthetic query only if BM25 ranks its document in the top K (0: keep all)",
                           metavar="K")

@@ -144,6 +144,8 @@ def evaluate_retriever(s: RetrieverEvalSettings) -> dict:
     recall_at_5 and ndcg_at_10 are the retriever's (the hybrid's with --hybrid)."""
     if bool(s.run) == bool(s.queries):
         raise UserValueError("give one of --queries FILE or --run NAME")
+    if s.bootstrap < 1:
+        raise UserValueError(f"--bootstrap needs at least 1 resample, got {s.bootstrap}")
     tools, repeated = load_tool_set(s.tools)
     stats = QueryStats()
     queries = load_queries(s, tools, s.holdout > 0, stats)

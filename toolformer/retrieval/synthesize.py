@@ -153,7 +153,7 @@ def _read_done(path: Path) -> list[dict]:
     return records
 
 
-def synthesize(tools: ToolSet, n: int, out: str | Path, writer: str = "mixed", lm: str | None = None,
+def synthesize(tools: ToolSet, n: int, out: str | Path, writer: str = "templates", lm: str | None = None,
                seed: int = 0, log=print) -> list[dict]:
     """Write n synthetic queries for the documents of `tools` to out/synthetic.jsonl (resuming a
     file written with the same settings) and return its records."""
@@ -232,13 +232,22 @@ def round_trip(bm25: BM25, tools: ToolSet, queries: list[str], gold: list[str]) 
 def synthetic_pairs(records: list[dict], tools: ToolSet, round_trip_k: int, hard_negatives: int) -> tuple[list[Pair], dict]:
     """Training pairs from synthetic records: empty generations dropped, a query written for
     several documents dropped (it cannot say which one it wants: "Which API can I use for Image
-    Classification?"), and with round_trip_k > 0 only the queries whose document BM25 ranks in
-    the top k; returns (pairs, what was dropped, per writer)."""
+    Classification?"), a repeat for the same document kept once, and with round_trip_k > 0 only
+    the queries whose document BM25 ranks in the top k; returns (pairs, what was dropped, per writer)."""
     documents_of: dict[str, set[str]] = {}
     for r in records:
         if not r["empty"]:
             documents_of.setdefault(r["query"].lower(), set()).add(r["tool"])
-    usable = [r for r in records if not r["empty"] and len(documents_of[r["query"].lower()]) == 1]
+    seen: set[str] = set()
+    usable, repeats = [], 0
+    for r in records:
+        if r["empty"] or len(documents_of[r["query"].lower()]) > 1:
+            continue
+        if r["query"].lower() in seen:  # the same query twice for one document: one pair
+            repeats += 1
+            continue
+        seen.add(r["query"].lower())
+        usable.append(r)
     kept = [r for r in usable if round_trip_k <= 0 or r["bm25_rank"] <= round_trip_k]
     pairs = [Pair(r["query"], tools.text_of(r["tool"]),
                   tuple(tools.text_of(t) for t in r["negatives"][:hard_negatives]),
@@ -248,6 +257,6 @@ def synthetic_pairs(records: list[dict], tools: ToolSet, round_trip_k: int, hard
                      "kept": sum(r["writer"] == w for r in kept)} for w in ("lm", "templates")}
     empty = sum(r["empty"] for r in records)
     return pairs, {"synthetic": len(records), "empty_generations": empty,
-                   "ambiguous": len(records) - empty - len(usable),
+                   "ambiguous": len(records) - empty - len(usable) - repeats, "repeats": repeats,
                    "removed_by_round_trip": len(usable) - len(kept), "round_trip_k": round_trip_k,
                    "pairs": len(kept), "by_writer": by_writer}

@@ -83,7 +83,7 @@ def train(encoder: Encoder, pairs: list[Pair], pool: Sequence[str], s: Retriever
         rng.shuffle(order)
         batches = [order[i:i + s.batch_size] for i in range(0, len(order), s.batch_size)]
         loss = _train_epoch(encoder, optimizer, [[pairs[i] for i in b] for b in batches],
-                            [[mined[i] for i in b] for b in batches], s)
+                            [[mined[i] for i in b] for b in batches], s, log)
         history.append({"epoch": epoch, "loss": round(loss, 4), "steps": len(batches),
                         "seconds": round(time.time() - t0, 1)})
         log(f"epoch {epoch}: loss {history[-1]['loss']:.4f} ({history[-1]['seconds']} s)")
@@ -91,7 +91,7 @@ def train(encoder: Encoder, pairs: list[Pair], pool: Sequence[str], s: Retriever
 
 
 def _train_epoch(encoder: Encoder, optimizer, batches: list[list[Pair]], mined: list[list[tuple[str, ...]]],
-                 s: RetrieverTraining) -> float:
+                 s: RetrieverTraining, log=print) -> float:
     """One pass over the batches, stepping every grad_accum batches; returns the mean loss."""
     import torch
     encoder.model.train()
@@ -108,6 +108,8 @@ def _train_epoch(encoder: Encoder, optimizer, batches: list[list[Pair]], mined: 
             optimizer.zero_grad()
             encoder.fingerprint = None  # cached embeddings no longer match the weights
         total += loss.item()
+        if step % 10 == 0:
+            log(f"  step {step}/{len(batches)}: mean loss {total / step:.4f}")
     encoder.model.eval()
     return total / len(batches)
 
