@@ -13,7 +13,7 @@ import torch
 
 from test_build import scored
 from toolformer.corpus.build import build_augmented
-from toolformer.training.finetune import PadCollator, finetune, tokenize
+from toolformer.training.finetune import PadCollator, _trainer_class, finetune, label_loss, tokenize
 from toolformer.lm.loading import load_model
 from toolformer.run.records import dumps
 from toolformer.corpus.syntax import TOOLFORMER
@@ -100,6 +100,51 @@ def test_resume_continues_where_it_stopped(run, tiny_dir, tmp_path):
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     fresh = load_file(tmp_path / "b" / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors")
     assert not all(torch.allclose(a[k], fresh[k]) for k in a)  # steps 3-4 did change the weights
+
+
+def loss_case(vocab: int = 300):
+    """A tiny Llama with LoRA on every linear layer, and a right-padded batch whose labels skip the
+    start token, the padding and a masked stretch (as tokenize writes them)."""
+    from peft import LoraConfig, get_peft_model
+    from conftest import tiny_llama
+    from toolformer.lm.loading import peft_wrapping
+    with peft_wrapping():
+        lm = get_peft_model(tiny_llama(vocab, seed=3), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randint(1, vocab, (n,), generator=g).tolist() for n in (9, 23, 4, 17)]
+    batch = PadCollator(0)([{"input_ids": r, "labels": [-100] + r[1:]} for r in rows])
+    batch["labels"][1, 5:11] = -100
+    return lm, batch
+
+
+@pytest.mark.parametrize("num_items", [None, 57])
+def test_the_label_position_loss_and_its_gradients_equal_the_models_own(num_items):
+    lm, batch = loss_case()
+    kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
+    want = lm(**batch, **kwargs).loss  # transformers' own causal-LM cross-entropy over [B, T, V] logits
+    want.backward()
+    want_grads = {n: p.grad.clone() for n, p in lm.named_parameters() if p.requires_grad}
+    lm.zero_grad()
+    hidden = lm.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+    for rows in (3, 256):  # several LM-head chunks, and one
+        got = label_loss(hidden, batch["labels"], lm.get_output_embeddings(), num_items, rows=rows)
+        assert abs(got.item() - want.item()) < 1e-6
+    got.backward()
+    assert want_grads and all(torch.allclose(p.grad, want_grads[n], atol=1e-6, rtol=1e-5)
+                              for n, p in lm.named_parameters() if p.requires_grad)
+
+
+def test_the_trainer_takes_the_label_position_loss_without_full_logits(tmp_path):
+    from transformers import TrainingArguments
+    lm, batch = loss_case()
+    trainer = _trainer_class()(model=lm, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+                                                                report_to="none"))
+    loss, outputs = trainer.compute_loss(lm, dict(batch), return_outputs=True)
+    assert abs(loss.item() - lm(**batch).loss.item()) < 1e-6
+    assert outputs.logits.shape[1] == 1  # the LM head ran on one position per row, not on all of them
+    assert torch.equal(label_loss(torch.zeros(2, 3, 32), torch.full((2, 3), -100), lm.get_output_embeddings()),
+                       torch.tensor(0.0))  # a batch without a label adds nothing
 
 
 def test_mask_results_removes_exactly_the_result_tokens(tokenizer):

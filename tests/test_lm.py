@@ -206,3 +206,38 @@ def test_no_pass_warns_of_a_deprecated_argument(backends):
     assert on._prefix_kv  # the shared-prefix pass ran
     said = handler.messages + [str(w.message) for w in caught]
     assert not [m for m in said if "deprecat" in m.lower()], said
+
+
+# the fingerprint of SmolLM2-135M-Instruct's tokenizer as earlier versions recorded it (from the
+# backend's loaded model): runs they sampled must still resume and filter
+SMOLLM2_FINGERPRINT = "2249d04c390bf14e"
+
+
+def test_stages_record_the_tokenizer_and_dtype_without_loading_the_model(tmp_path, tiny_backend):
+    """A Ray driver records the stages' settings while its workers hold the model: the tokenizer is
+    loaded alone (also for a finetuned sampler, BASE + ADAPTER), and the dtype comes from the options."""
+    from toolformer.config import FilterSettings, SampleSettings
+    from toolformer.corpus.syntax import TOOLFORMER
+    from toolformer.pipeline.filter import FilterStage
+    from toolformer.pipeline.sample import SampleStage
+    from toolformer.run.manifest import Run
+    from toolformer.tools import get_tool
+
+    def no_model():
+        raise AssertionError("the model was loaded")
+
+    run, tool, base = Run("r", tmp_path), get_tool("calculator"), "smollm2-135m-instruct"
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    stages = [SampleStage(run, tool, TOOLFORMER, SampleSettings(), base, no_model),
+              SampleStage(run, tool, TOOLFORMER, SampleSettings(adapter=str(adapter)), f"{base} + {adapter}", no_model),
+              FilterStage(run, tool, TOOLFORMER, FilterSettings(), base, no_model)]
+    for options, dtype in (({"backend": "hf"}, None), ({"backend": "hf", "dtype": "bfloat16"}, "bfloat16"),
+                           ({"backend": "hf", "dtype": "float32"}, None)):
+        for stage in stages:
+            stage.backend_options = options
+            settings = stage.settings()
+            assert settings["tokenizer"] == SMOLLM2_FINGERPRINT and settings.get("dtype") == dtype
+    # the same records as a loaded backend's
+    assert HFBackend(tiny_backend.model, tiny_backend.tokenizer, dtype="bfloat16").dtype_setting == {"dtype": "bfloat16"}

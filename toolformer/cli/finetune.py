@@ -7,7 +7,7 @@ from toolformer.cli.flags import add_flags, from_args
 from toolformer.config import FinetuneSettings
 
 GPU_SETTINGS = (
-    "1B+ models on one GPU (e.g. Pythia-1b, Llama-3.2-1B): --bf16 --gradient-checkpointing --batch-size 8 "
+    "1B+ models on one GPU (e.g. Pythia-1b, Llama-3.2-1B): --bf16 --batch-size 8 "
     "--grad-accum 16 --max-length 1024 --max-steps 2000 (effective batch 128, as in the paper) with "
     "--lora-r 16 --lora-alpha 32 --lr 1e-4, or full finetuning with --full --lr 1e-5 (the paper's setting). "
     "Weights are loaded in fp32 and run under bf16 autocast. Several GPUs (or CPU processes, gloo): "

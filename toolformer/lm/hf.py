@@ -96,10 +96,8 @@ class HFBackend(TokenizerText, LMBackend):
         self.max_sample_tokens = max_sample_tokens or (65536 if cpu else 1 << 20)
         self._flags: dict[tuple[str, ...], torch.Tensor] = {}
         self.sampled = {"tokens": 0, "steps": 0, "rows": 0}  # work done by `sample`: drawn, forwards, rows fed
-        from toolformer.lm.loading import default_dtype
-        # recorded with a stage when it is not the device's default: its outputs depend on it
-        self.dtype_setting = ({} if self.dtype == default_dtype(self.device.type)
-                              else {"dtype": str(self.dtype).removeprefix("torch.")})
+        from toolformer.lm.loading import dtype_setting
+        self.dtype_setting = dtype_setting(self.dtype, self.device.type)  # recorded with a stage
         tok = self.tokenizer
         self.start_ids = sequence_start(tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

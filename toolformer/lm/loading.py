@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -68,12 +69,47 @@ def _gguf_cache(mref: ModelRef) -> Path:
     return cache_dir("models") / f"{gguf.stem}-{key}"
 
 
+def quiet_loading() -> None:
+    """No progress bars from transformers' loading and saving ("Loading weights", "Writing model
+    shards"): a load takes under a second once cached, and a bar per load floods every command."""
+    from transformers.utils import logging
+    logging.disable_progress_bar()
+
+
+@contextmanager
+def _no_gguf_bar():
+    """transformers' GGUF reader draws its own tqdm bar, outside the switch above: off while we convert."""
+    from functools import partial
+    from transformers import modeling_gguf_pytorch_utils as gguf
+    bar = gguf.tqdm
+    gguf.tqdm = partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf.tqdm = bar
+
+
+@contextmanager
+def peft_wrapping():
+    """Around peft's wrapping of a model: peft (0.21) reads transformers' deprecated
+    `is_gradient_checkpointing` alias, which warns; nothing of ours calls it, so that one warning
+    is ignored here, and only here."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def _convert_gguf(mref: ModelRef, target: Path) -> None:
+    import sys
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(mref.path, gguf_file=mref.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(mref.path, gguf_file=mref.gguf_file, dtype=torch.float32)
+    print(f"converting {mref.ref} from GGUF to safetensors, once (cached in {target.parent})", file=sys.stderr)
+    quiet_loading()
+    with _no_gguf_bar():
+        tok = AutoTokenizer.from_pretrained(mref.path, gguf_file=mref.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(mref.path, gguf_file=mref.gguf_file, dtype=torch.float32)
     # the de-quantised weights are plain fp32: drop the GGUF quantizer so they serialise
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -119,11 +155,26 @@ def load_tokenizer(ref: str):
     return tok
 
 
+def model_tokenizer(model: str):
+    """The tokenizer of a model as a stage records it: a reference, or "BASE + ADAPTER" (a finetuned
+    sampler; an adapter keeps its base model's tokenizer). Loaded alone, without the weights."""
+    return load_tokenizer(model.split(" + ")[0])
+
+
+def dtype_setting(dtype, device: str) -> dict:
+    """{"dtype": name} when `dtype` is not `device`'s default (bfloat16 on a CPU), else {}: what a
+    stage records, since its samples and losses depend on it."""
+    import torch
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    return {} if dtype is None or dtype == default_dtype(device) else {"dtype": str(dtype).removeprefix("torch.")}
+
+
 def fresh_causal_lm(ref: str, dtype=None):
     """A new, uncached copy of the model's weights (fp32 unless `dtype`): for training or merging,
     which change them."""
     import torch
     from transformers import AutoModelForCausalLM
+    quiet_loading()
     try:
         return AutoModelForCausalLM.from_pretrained(local_folder(ref), dtype=dtype or torch.float32)
     except OSError as err:
@@ -165,5 +216,6 @@ def load_model(model: str | None, adapter: str | Path | None = None, device: str
     base = model or adapter_info(adapter).get("base_model") or DEFAULT_LM
     device = device or default_device()
     # a fresh copy: merging into the cached base model would change it for every later user
-    lm = PeftModel.from_pretrained(fresh_causal_lm(base, default_dtype(device)), str(adapter)).merge_and_unload()
+    with peft_wrapping():
+        lm = PeftModel.from_pretrained(fresh_causal_lm(base, default_dtype(device)), str(adapter)).merge_and_unload()
     return lm.to(device).eval(), load_tokenizer(base)

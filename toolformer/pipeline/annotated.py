@@ -35,6 +35,7 @@ from toolformer.corpus.annotations import FORMATS, AnnotationStats, read_annotat
 from toolformer.corpus.syntax import CallSyntax
 from toolformer.errors import UserError, UserValueError
 from toolformer.lm.backend import LMBackend
+from toolformer.lm.loading import model_tokenizer
 from toolformer.pipeline.sample import candidate_record
 from toolformer.pipeline.stage import Stage
 from toolformer.pipeline.windows import document_windows, tokenizer_fingerprint
@@ -121,7 +122,7 @@ class AnnotationStage(Stage):
                             f"--from-annotations FORMAT on a new --run")
         return {"source": "annotations", "format": source["annotations"], "split": source["split"],
                 "model": self.model, "syntax": self.syntax.name, "window": self.window,
-                "tokenizer": tokenizer_fingerprint(self.lm)}
+                "tokenizer": tokenizer_fingerprint(model_tokenizer(self.model))}
 
     def start(self, output, docs) -> None:
         path = self.run.path / layout.ANNOTATIONS

@@ -21,6 +21,7 @@ import numpy as np
 from toolformer.config import FilterSettings
 from toolformer.tools import Tool
 from toolformer.lm.backend import LMBackend
+from toolformer.lm.loading import model_tokenizer
 from toolformer.run.records import EXECUTED, Document
 from toolformer.run.manifest import Run
 from toolformer.pipeline.sample import dtype_setting
@@ -153,10 +154,10 @@ class FilterStage(Stage):
     def settings(self) -> dict:
         spec = WindowSpec.of_sampling(self.run.stage("sample", self.tool.key))
         if spec is not None:
-            spec.check_filter(self.run.name, self.s.window, self.lm, self.model)
+            spec.check_filter(self.run.name, self.s.window, model_tokenizer(self.model), self.model)
         self.window = spec.size if spec else self.s.window or DEFAULT_SIZE
         return {"model": self.model, "syntax": self.syntax.name, "window": self.window, "tau_f": self.s.tau_f,
-                "tokenizer": tokenizer_fingerprint(self.lm), **dtype_setting(self.lm),
+                "tokenizer": tokenizer_fingerprint(model_tokenizer(self.model)), **dtype_setting(self.backend_options),
                 **({"lazy": True} if self.s.lazy else {})}
 
     def start(self, output: Path, docs: list[Document]) -> None:

@@ -26,6 +26,7 @@ from toolformer.config import SampleSettings
 from toolformer.errors import UserFileNotFound
 from toolformer.tools import Tool, load_prompt
 from toolformer.lm.backend import LMBackend
+from toolformer.lm.loading import model_tokenizer
 from toolformer.lm.tokens import start_marker_ids
 from toolformer.run.records import Document
 from toolformer.run.manifest import Run
@@ -134,10 +135,16 @@ class Sampler:
 ANNOTATION_FIELDS = ("from_annotations", "annotation_split")  # settings of the other source (annotated.py)
 
 
-def dtype_setting(lm: LMBackend) -> dict:
-    """{"dtype": ...} when the backend computes in another dtype than its device's default
-    (bfloat16 on a CPU): its samples and losses differ, so a resumed stage must use the same."""
-    return getattr(lm, "dtype_setting", {})
+def dtype_setting(backend_options: dict) -> dict:
+    """{"dtype": ...} when the stage's backend computes in another dtype than its device's default
+    (bfloat16 on a CPU): its samples and losses differ, so a resumed stage must use the same. Known
+    from the backend's options (Stage.backend_options), without loading the model; the vLLM
+    backend records none."""
+    from toolformer.lm.loading import default_device
+    from toolformer.lm.loading import dtype_setting as of_dtype
+    if backend_options.get("backend", "hf") != "hf":
+        return {}
+    return of_dtype(backend_options.get("dtype"), default_device())
 
 
 def adapter_fingerprint(folder: str) -> str:
@@ -179,7 +186,7 @@ class SampleStage(Stage):
         adapter = {"adapter_weights": adapter_fingerprint(self.s.adapter)} if self.s.adapter else {}
         return {"source": "model", "model": self.model, "syntax": self.syntax.name, "seed": self.seed, **sampling,
                 **adapter, "prompt": None if self.s.no_prompt else load_prompt(self.tool),
-                "tokenizer": tokenizer_fingerprint(self.lm), **dtype_setting(self.lm)}
+                "tokenizer": tokenizer_fingerprint(model_tokenizer(self.model)), **dtype_setting(self.backend_options)}
 
     def start(self, output, docs) -> None:
         self.sampler = Sampler(self.lm, self.tool, self.syntax, self.s, self.seed)

@@ -41,9 +41,11 @@ def document_windows(lm: LMBackend, doc: Document, size: int) -> list[Window]:
     return windows
 
 
-def tokenizer_fingerprint(lm: LMBackend) -> str:
-    """A short hash of the tokenizer's vocabulary: equal fingerprints cut text into equal tokens."""
-    vocab = sorted(lm.tokenizer.get_vocab().items())
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of the tokenizer's vocabulary: equal fingerprints cut text into equal tokens.
+    Stages take it from lm.loading.model_tokenizer, so that a driver whose chunks run on Ray
+    workers records it without loading the model."""
+    vocab = sorted(tokenizer.get_vocab().items())
     return hashlib.sha1(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
@@ -59,13 +61,13 @@ class WindowSpec:
             return None
         return cls(sample.settings["window"], sample.settings.get("tokenizer"))
 
-    def check_filter(self, run_name: str, window: int | None, lm: LMBackend, model: str) -> None:
+    def check_filter(self, run_name: str, window: int | None, tokenizer, model: str) -> None:
         """Refuse a --window or a model whose tokens would not line up with the sampled positions."""
         if window is not None and window != self.size:
             raise UserValueError(f"run {run_name} was sampled with --window {self.size}, and --window {window} "
                                  f"would misalign every call position: leave out --window (or give "
                                  f"{self.size}) to filter it")
-        if self.tokenizer is not None and tokenizer_fingerprint(lm) != self.tokenizer:
+        if self.tokenizer is not None and tokenizer_fingerprint(tokenizer) != self.tokenizer:
             raise UserValueError(f"model {model} has another tokenizer than the model that sampled run "
                                  f"{run_name}, so token positions would not line up: filter with a model "
                                  f"that shares the sampler's tokenizer")

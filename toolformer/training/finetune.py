@@ -12,7 +12,9 @@ process writes the outputs and logs.
 
 Defaults finish in minutes on a CPU with the embedded 135M model: LoRA r=8 on all linear layers,
 lr 2e-4, batch 8, 256 tokens, 30 steps (about 40k tokens; we measured ~55 tokens/s on one busy
-core).
+core). Memory: the loss is taken at the label positions only, the LM head a chunk at a time (no
+[batch, length, vocab] logits), activations are recomputed in the backward pass (checkpointing, on
+by default) and freed blocks go back to the system: see bench/finetune_memory.py for the peaks.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import torch
 from toolformer.config import FinetuneSettings
 from toolformer.corpus.syntax import CallSyntax, get_syntax
 from toolformer.errors import UserFileNotFound, UserValueError
-from toolformer.lm.loading import FINETUNE_INFO, default_device, fresh_causal_lm, load_tokenizer
+from toolformer.lm.loading import FINETUNE_INFO, default_device, fresh_causal_lm, load_tokenizer, peft_wrapping
 from toolformer.lm.tokens import padded, sequence_start
 
 
@@ -80,6 +82,55 @@ class PadCollator:
         ids, mask = padded([r["input_ids"] for r in rows], self.pad_id)
         labels, _ = padded([r["labels"] for r in rows], -100)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+LOSS_ROWS = 256  # label positions per LM-head call: [rows, vocab] fp32 logits exist for one chunk at a time
+
+
+def _chunk_loss(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    # fp32 logits as the model's own loss takes them (under bf16 autocast too)
+    return torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+def label_loss(hidden: torch.Tensor, labels: torch.Tensor, head, num_items: int | torch.Tensor | None = None,
+               rows: int = LOSS_ROWS) -> torch.Tensor:
+    """The causal-LM cross-entropy of `labels` given the final hidden states [batch, length, dim],
+    equal to the model's own loss (the sum over label positions / num_items, else their mean).
+
+    The LM head runs on the positions with a label only, `rows` at a time, each chunk recomputed
+    in the backward pass instead of kept: the [batch, length, vocab] fp32 logits, their softmax and
+    its gradient (four copies, 1.6 GB for 8 × 256 tokens of a 49k vocabulary) never exist."""
+    from torch.utils.checkpoint import checkpoint
+    keep = labels[:, 1:] != -100  # position t predicts token t + 1
+    states, targets = hidden[:, :-1][keep], labels[:, 1:][keep]
+    if not len(targets):
+        return hidden.sum() * 0.0  # no label in the batch: zero, still attached to the graph
+    total = sum(checkpoint(_chunk_loss, head, states[a:a + rows], targets[a:a + rows], use_reentrant=False)
+                for a in range(0, len(targets), rows))
+    return total / (num_items if num_items is not None else len(targets))
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class LabelLossTrainer(Trainer):
+        """The Trainer with label_loss in place of the model's loss. The model still runs through
+        its wrappers (peft, DDP), its LM head on the last position alone; a hook on its decoder
+        takes the final hidden states."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            lm = self.accelerator.unwrap_model(model)
+            captured = []
+            hook = lm.get_decoder().register_forward_hook(lambda module, args, out: captured.append(out[0]))
+            try:
+                outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                logits_to_keep=1, use_cache=False)
+            finally:
+                hook.remove()
+            loss = label_loss(captured[0], inputs["labels"], lm.get_output_embeddings(), num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+    return LabelLossTrainer
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -168,9 +219,33 @@ def _training_args(s: FinetuneSettings, checkpoints: Path, lr: float, validate: 
         train_sampling_strategy="group_by_length",
         use_cpu=default_device() == "cpu",  # also what makes torchrun on CPU data-parallel (gloo)
         ddp_find_unused_parameters=False,  # every trainable weight takes part in every step
-        # only when asked: the argument is being renamed (activation_checkpointing) and warns when given
-        **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
-           if s.gradient_checkpointing else {}))
+        **_checkpointing_args(s.gradient_checkpointing))
+
+
+def _checkpointing_args(on: bool) -> dict:
+    """Activation checkpointing under the argument's name in this transformers (activation_checkpointing,
+    formerly gradient_checkpointing, which now warns that it is deprecated); nothing when off."""
+    from transformers import TrainingArguments
+    if not on:
+        return {}
+    name = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient"
+    return {f"{name}_checkpointing": True, f"{name}_checkpointing_kwargs": {"use_reentrant": False}}
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _fixed_mmap_threshold(size: int = 128 * 1024) -> None:
+    """Large blocks straight from and back to the system. glibc raises its mmap threshold each time
+    a large block is freed, so the activations of later steps come from the heap, which fragments
+    and keeps what was freed: one LoRA step of the 135M model at 8 × 256 tokens peaked at 5.1 GB
+    of RSS with activation checkpointing, 1.3 GB with the threshold fixed (bench/finetune_memory.py).
+    This process only; nothing where the C library is not glibc."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, size)
+    except (OSError, AttributeError):
+        pass
 
 
 def _save(trainer, tokenizer, out_dir: Path, info: dict, s: FinetuneSettings) -> dict:
@@ -194,9 +269,10 @@ def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, call
              **fields) -> dict:
     """Finetune a model on the run's augmented corpus; return figures (losses, perplexity,
     throughput, paths). `settings` (or FinetuneSettings fields as keyword arguments) say how."""
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     s = replace(settings or FinetuneSettings(), **fields)
+    _fixed_mmap_threshold()
     run_dir = Path(run_dir)
     data = Path(s.data or run_dir / "augmented")
     out_dir = Path(s.out_dir or run_dir / "model")
@@ -209,15 +285,16 @@ def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, call
     if not s.full:
         from peft import LoraConfig, get_peft_model
         targets = s.target_modules if s.target_modules == "all-linear" else s.target_modules.split(",")
-        lm = get_peft_model(lm, LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
-                                           target_modules=targets, task_type="CAUSAL_LM"))
+        with peft_wrapping():
+            lm = get_peft_model(lm, LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
+                                               target_modules=targets, task_type="CAUSAL_LM"))
     lr = s.lr if s.lr is not None else (1e-5 if s.full else 2e-4)
     checkpoints = out_dir / "checkpoints"
     args = _training_args(s, checkpoints, lr, val is not None)  # under torchrun: joins the process group
     with args.main_process_first(local=False, desc="checkpoints"):
         last = resume_point(checkpoints, s.resume)
     timer = _step_timer()
-    trainer = Trainer(model=lm, args=args, train_dataset=train, eval_dataset=val,
+    trainer = _trainer_class()(model=lm, args=args, train_dataset=train, eval_dataset=val,
                       data_collator=PadCollator(tokenizer.pad_token_id), callbacks=[timer, *(callbacks or [])])
     result = trainer.train(resume_from_checkpoint=last)
     state = trainer.state

@@ -1,0 +1,95 @@
+"""Peak memory of `toolformer finetune`: ours against the Trainer's own loss, on the same corpus.
+
+Each variant is a fresh process running toolformer.training.finetune.finetune at the demo's
+settings (LoRA, batch 8, 256 tokens) for --steps steps with one evaluation and one checkpoint, so
+its peak RSS is the whole stage's: model, optimizer, activations, logits, evaluation, saving.
+
+  naive  the plain transformers Trainer (the model's loss over [batch, length, vocab] fp32 logits),
+         every activation kept, glibc's default malloc: finetune as it was
+  ours   finetune as it is: the loss at label positions only, the LM head a chunk at a time,
+         activation checkpointing, a fixed mmap threshold (freed blocks go back to the system)
+  ours without checkpointing, ours with glibc's default malloc: what each of the two brings
+
+The corpus is --data (a built augmented folder, e.g. the demo's runs/demo/augmented), else the
+GSM8K training slice shipped in the package (the demo's data without a data folder), written as
+a corpus here. Prints one JSON line: peak RSS per variant (MB), the ratios to naive, seconds per
+optimizer step, and whether the first training loss is the same for all (it must be).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# FinetuneSettings fields per variant; "naive" is also the plain Trainer with glibc's default malloc
+VARIANTS = {"naive": {"gradient_checkpointing": False}, "ours": {},
+            "ours without checkpointing": {"gradient_checkpointing": False}, "ours with glibc's default malloc": {}}
+
+
+def shipped_corpus(folder: Path) -> Path:
+    """The shipped GSM8K slice's problems and solutions as an augmented corpus folder."""
+    from toolformer.corpus.build import write_corpus
+    from toolformer.demo import PACKAGE_DATA
+    rows = [json.loads(line) for line in open(PACKAGE_DATA / "gsm8k_train_slice.jsonl")]
+    split = [{"id": str(i), "text": f"{r['question']}\n{r['answer']}", "n_calls": 0, "calls": []}
+             for i, r in enumerate(rows)]
+    out = folder / "augmented"
+    write_corpus(out, {"train": split[20:], "validation": split[:20]}, {"syntax": "hw3"})
+    return out
+
+
+def child(variant: str, data: str, out: str, steps: int, model: str) -> None:
+    import torch
+    torch.set_num_threads(1)
+    import toolformer.training.finetune as ft
+    if variant == "naive":
+        from transformers import Trainer
+        ft._trainer_class = lambda: Trainer  # the Trainer's own compute_loss: model(**batch).loss
+    if variant in ("naive", "ours with glibc's default malloc"):
+        ft._fixed_mmap_threshold = lambda: None
+    figures = ft.finetune(out, model=model, data=data, out_dir=out, max_steps=steps, eval_steps=steps,
+                          batch_size=8, max_length=256, lr=2e-3, progress=False, **VARIANTS[variant])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print(json.dumps({"peak_rss_mb": round(peak), "first_loss": figures["first_train_loss"],
+                      "seconds_per_step": round(figures["train_seconds"] / figures["steps"], 1),
+                      "tokens_per_second": figures["tokens_per_second"]}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--data", help="a built augmented corpus folder (default: the shipped GSM8K slice)")
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        return child(a.child, a.data, a.out, a.steps, a.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = a.data or str(shipped_corpus(Path(tmp)))
+        results = {}
+        for variant in VARIANTS:
+            proc = subprocess.run([sys.executable, __file__, "--child", variant, "--data", data, "--out",
+                                   str(Path(tmp) / f"v{len(results)}"), "--steps", str(a.steps),
+                                   "--model", a.model], capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
+            results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
+    naive = results["naive"]
+    print(json.dumps({
+        "data": a.data or "shipped GSM8K slice", "batch": 8, "max_length": 256, "steps": a.steps,
+        "peak_rss_mb": {v: r["peak_rss_mb"] for v, r in results.items()},
+        "rss_ratio_to_naive": {v: round(r["peak_rss_mb"] / naive["peak_rss_mb"], 2) for v, r in results.items()},
+        "seconds_per_step": {v: r["seconds_per_step"] for v, r in results.items()},
+        "same_first_loss": max(abs(r["first_loss"] - naive["first_loss"]) for r in results.values()) < 1e-4,
+        "first_loss": {v: r["first_loss"] for v, r in results.items()}}))
+
+
+if __name__ == "__main__":
+    main()
