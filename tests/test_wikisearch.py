@@ -348,3 +348,11 @@ def test_a_killed_builds_leftovers_are_removed_by_the_next_build(tmp_path, tmp_c
     running.mkdir()
     assert ws.load_index(corpus).built
     assert sorted(p.name for p in (tmp_cache / "wiki-index").iterdir()) == sorted([key, running.name])
+
+
+def test_ties_at_the_cut_go_to_the_lower_row(tmp_path, tmp_cache):
+    # identical passages: every one scores the same, the first three rows are the top 3 (a plain
+    # argpartition returns rows from the end of 300 equal scores)
+    corpus = write_jsonl(tmp_path / "dump.jsonl", [{"id": f"d{i}", "text": "Zorblax river."} for i in range(300)])
+    index = ws.load_index(corpus)
+    assert [row for row, _ in index.ranked("Zorblax", 3)] == [0, 1, 2]

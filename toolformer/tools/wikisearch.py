@@ -165,9 +165,9 @@ def load_passages(path: Path) -> list[dict]:
 
 # BM25 as bm25s scores it by default (Lucene's variant: idf = ln(1 + (N - df + .5) / (df + .5)),
 # tf / (tf + k1 (1 - b + b |d| / avg |d|))), built from streamed counts so that memory stays
-# bounded by one shard and the vocabulary, not the corpus: pass 1 tokenises a shard at a time
-# and writes its (passage, term, tf) counts and passage texts to disk while summing document
-# frequencies; pass 2 turns each shard's counts into a term-major score matrix with the global
+# bounded by one shard's counts and the vocabulary, not the corpus: pass 1 tokenises a few
+# thousand passages at a time and writes their (passage, term, tf) counts, shard by shard, and
+# their texts to disk while summing document frequencies; pass 2 turns each shard's counts into a term-major score matrix with the global
 # idf and average length. A query sums the postings of its terms shard by shard, memory-mapped.
 K1, B = 1.5, 0.75
 SHARD_PASSAGES = 100_000   # passages per shard: what a build holds in memory at once
@@ -214,7 +214,6 @@ class _Shard:
         return out
 
 
-
 @dataclass
 class WikiIndex:
     path: Path               # its cache folder
@@ -250,9 +249,10 @@ class WikiIndex:
             hits, more = [], False
             for shard, s in zip(self.shards, scores):
                 positive = np.flatnonzero(s > 0)
-                if len(positive) > want:
+                if len(positive) > want:  # the best `want`, and every passage tied with the last of them
                     more = True
-                    positive = positive[np.argpartition(-s[positive], want - 1)[:want]]
+                    cut = np.partition(-s[positive], want - 1)[want - 1]
+                    positive = positive[-s[positive] <= cut]
                 hits += [(-float(s[i]), shard.start + int(i)) for i in positive]
             hits.sort()
             kept = [(row, -neg) for neg, row in hits
