@@ -226,8 +226,8 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
         summary[f"tools_{mode}"] = {**figures, "reused": len(examples) - len(todo), "seconds": writer.seconds,
                                     "records": str(path)}
     if "on" in modes:  # the headline figures of tool use
-        summary.update({k: summary["tools_on"][k] for k in ("call_rate", "calls_per_tool", "call_errors", "false_starts",
-                                                            "right_tool_rate")})
+        summary.update({k: summary["tools_on"][k]
+                        for k in ("call_rate", "calls_per_tool", "call_errors", "false_starts", "right_tool_rate")})
     if reached is not None:
         summary["reach_ceiling"] = reach.ceilings([reached[e.id]["reach_rank"] for e in examples])
     if len(modes) == 2:

@@ -136,7 +136,8 @@ def suite_table(out: str | Path, models: list[str], control: str | None = None, 
                               _cell(f.get("tools_off"), "in_reach"), _cell(on, "in_reach"),
                               *_diff(f.get("on_vs_off_in_reach")), *_diff(f.get("on_vs_control_in_reach"))])
     text = (f"Accuracy (%) with Wilson 95% intervals; differences on the same examples (Newcombe 95% interval, "
-            f"exact McNemar p); control: {control or 'none'}, tools off.\n\n" + _markdown(ACCURACY_HEADER, accuracy_rows)
+            f"exact McNemar p); control: {control or 'none'}, tools off.\n\n"
+            + _markdown(ACCURACY_HEADER, accuracy_rows)
             + f"\nTool use with tools on (tools off for the control); right tool: the calls that go to the "
               f"benchmark's tool, of all calls. Reach (knowledge benchmarks): a gold answer in the top WikiSearch "
               f"passages of the example's question; in reach: in the top {IN_REACH_K}, the passages the tools read.\n\n"

@@ -167,8 +167,8 @@ def load_passages(path: Path) -> list[dict]:
 # tf / (tf + k1 (1 - b + b |d| / avg |d|))), built from streamed counts so that memory stays
 # bounded by one shard's counts and the vocabulary, not the corpus: pass 1 tokenises a few
 # thousand passages at a time and writes their (passage, term, tf) counts, shard by shard, and
-# their texts to disk while summing document frequencies; pass 2 turns each shard's counts into a term-major score matrix with the global
-# idf and average length. A query sums the postings of its terms shard by shard, memory-mapped.
+# their texts to disk while summing document frequencies; pass 2 turns each shard's counts into
+# a term-major score matrix with the global idf and average length. A query sums the postings of its terms shard by shard, memory-mapped.
 K1, B = 1.5, 0.75
 SHARD_PASSAGES = 100_000   # passages per shard: what a build holds in memory at once
 TOKENIZE_PASSAGES = 5_000  # passages tokenised together (their token lists are Python strings)
@@ -304,7 +304,8 @@ def _count_pass(corpus: Path, tmp: Path, skip_bad: bool, progress: bool) -> dict
                 # (passage, term) pairs with their counts: one key per pair, unique'd at once
                 keys, tf = np.unique(docs << 32 | np.fromiter(map(vocab.__getitem__, flat), np.int64, len(flat)),
                                      return_counts=True)
-                counts.append(((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), tf.astype(np.int32)))
+                counts.append(((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32),
+                               tf.astype(np.int32)))
                 lengths += sizes
                 lines = [json.dumps(p, ensure_ascii=False).encode("utf-8") + b"\n" for p in part]
                 ends = offset + np.cumsum([len(line) for line in lines], dtype=np.int64)
