@@ -41,21 +41,6 @@ def workload(lm, docs, k: int, m: int):
     return sampler, windows, prompts, items
 
 
-def sample_jobs(sampler, windows, prompts, logp, seed: int = 0):
-    """(prefixes, seeds) of the m samples at each window's top k positions (the sample stage's jobs)."""
-    import numpy as np
-    from toolformer.pipeline.sample import derive_seed, top_positions
-    prefixes, seeds = [], []
-    for w, prompt, lp in zip(windows, prompts, logp):
-        p = np.exp(lp[:len(w.ids)].max(axis=1)).tolist()
-        which = lp[:len(w.ids)].argmax(axis=1)
-        for i in top_positions(p, sampler.s.tau_s, sampler.s.k):
-            for j in range(sampler.s.m):
-                prefixes.append(prompt + w.ids[:i] + sampler.openings[sampler.markers[int(which[i])]])
-                seeds.append(derive_seed(seed, w.doc.id, i, j))
-    return prefixes, seeds
-
-
 def main() -> None:
     import numpy as np
     from toolformer.corpus.syntax import TOOLFORMER
@@ -105,7 +90,7 @@ def main() -> None:
                              max_rel_diff_loss=float(np.abs(losses["vllm"] / losses["hf"] - 1).max()))
     report("filter")
 
-    prefixes, seeds = sample_jobs(sampler, windows, prompts, logp["hf"])
+    prefixes, seeds = sampler.sample_inputs(sampler.jobs(windows, prompts, logp["hf"]))  # the sample stage's
     for name, lm in (("hf", hf), ("vllm", vl)):
         with Timer() as t:
             samples = lm.sample(prefixes, seeds, TOOLFORMER.stop_strings(), max_new_tokens=32)

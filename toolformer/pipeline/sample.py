@@ -83,31 +83,42 @@ class Sampler:
             return list(self.lm.start_ids)
         return self.lm.start_ids + self.lm.encode(self.prompt_head + window.text + self.prompt_tail)
 
+    def jobs(self, windows: list[Window], prompts: list[list[int]], logp: list[np.ndarray],
+             counts: dict | None = None) -> list[tuple]:
+        """The samples to draw, (window, its prompt, position, marker, p_start, sample number): m at
+        each of a window's top k positions by p_i (logp: the scoring pass's log p of each marker),
+        one where the tool takes no input (its one possible call needs no sampling)."""
+        jobs = []
+        for w, prompt, lp in zip(windows, prompts, logp):
+            best = lp[:len(w.ids)].max(axis=1)
+            which = lp[:len(w.ids)].argmax(axis=1)
+            p = np.exp(best).tolist()
+            positions = top_positions(p, self.s.tau_s, self.s.k, self.s.min_context)
+            if counts is not None:
+                counts["positions"] += len(positions)
+            draws = range(self.s.m) if self.tool.takes_input else range(1)
+            jobs += [(w, prompt, i, self.markers[int(which[i])], p[i], j) for i in positions for j in draws]
+        return jobs
+
+    def sample_inputs(self, jobs: list[tuple]) -> tuple[list[list[int]], list[int]]:
+        """lm.sample's prefixes and seeds for the jobs: a prefix ends with the call opening; a seed
+        depends on the document, tool, window, position and sample number alone."""
+        return ([prompt + w.ids[:i] + self.openings[marker] for w, prompt, i, marker, _, _ in jobs],
+                [derive_seed(self.seed, w.doc.id, self.tool.key, w.index, i, j) for w, _, i, _, _, j in jobs])
+
     def run_windows(self, windows: list[Window], counts: dict) -> list[dict]:
         """Score positions in one pass per window, then sample at the kept positions."""
         prompts = [self.prompt_ids(w) for w in windows]
         seqs = [p + w.ids for p, w in zip(prompts, windows)]
         # p_i for i = 0..n-1 is read after P(x) + x_{1:i-1}: t runs from len(P) to len(P) + n - 1
         logp = self.lm.next_token_logprobs(seqs, [len(p) for p in prompts], self.markers, retain_cache=True)
-        jobs = []  # (window, its prompt, position, marker, p_start, sample number)
-        for w, prompt, lp in zip(windows, prompts, logp):
-            best = lp[:len(w.ids)].max(axis=1)
-            which = lp[:len(w.ids)].argmax(axis=1)
-            p = np.exp(best).tolist()
-            positions = top_positions(p, self.s.tau_s, self.s.k, self.s.min_context)
-            counts["positions"] += len(positions)
-            # a tool without input has one possible call per position: no sampling needed
-            draws = range(self.s.m) if self.tool.takes_input else range(1)
-            jobs += [(w, prompt, i, self.markers[int(which[i])], p[i], j) for i in positions for j in draws]
+        jobs = self.jobs(windows, prompts, logp, counts)
         if not self.tool.takes_input:
             self.lm.release()
             counts["samples"] += len(jobs)
             return [self._record(w, i, p_start, "") for w, _, i, _, p_start, _ in jobs]
-        samples = self.lm.sample(
-            [prompt + w.ids[:i] + self.openings[marker] for w, prompt, i, marker, _, _ in jobs],
-            [derive_seed(self.seed, w.doc.id, self.tool.key, w.index, i, j) for w, _, i, _, _, j in jobs],
-            stop=self.syntax.stop_strings(), max_new_tokens=self.s.max_new_tokens,
-            temperature=self.s.temperature)
+        samples = self.lm.sample(*self.sample_inputs(jobs), stop=self.syntax.stop_strings(),
+                                 max_new_tokens=self.s.max_new_tokens, temperature=self.s.temperature)
         self.lm.release()
         counts["samples"] += len(samples)
         records, seen = [], set()
