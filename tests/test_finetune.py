@@ -171,8 +171,8 @@ def test_two_data_parallel_processes_write_the_outputs_once(run, tiny_dir, tmp_p
          "--max-steps", "2", "--batch-size", "2", "--eval-steps", "2", "--max-length", "64", "--no-progress",
          "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("'loss'") == 1  # the Trainer logs at step 2 of 2, on the first process only
-    assert proc.stdout.count("finetuned 2 steps") == 1
+    assert proc.stdout.count("finetuned 2 steps") == 1  # the first process alone reports
+    assert "'loss'" not in proc.stdout  # no dict of figures per logging step: they are in finetune.json
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["steps"] == 2 and figures["tokens_seen"] > 0
     assert (out / "adapter" / "adapter_model.safetensors").exists()

@@ -50,14 +50,11 @@ def summarise(figures: dict) -> dict:
                                       if ingest["test_left_out"] else "")
                       + (f"; {ingest['undated']} without a date (no Calendar candidates)"
                          if "undated" in ingest else ""))
-        for why, examples in ingest["skipped_examples"].items():
-            for example in examples:
-                console.print(f"  {why}: {example}")
     elif ingest:
         console.print(f"documents: {ingest['documents']} read, {ingest['skipped_empty']} empty skipped, "
                       f"{ingest['skipped_bad']} bad lines skipped")
-        for example in ingest.get("skipped_examples", []):
-            console.print(f"  skipped {example}")
+    if ingest and ingest["skipped_examples"]:  # one line, not one per skipped row: the report lists them
+        console.print(f"  examples of the skipped rows: `toolformer report` ({figures['path']}/report.md)")
     for tool, counts in tools.items():
         if "annotations" in counts:  # what became of each annotation
             console.print(f"{tool}: {counts['annotations']} annotations -> {counts['candidates']} candidates "

@@ -189,4 +189,15 @@ def manifest_facts(run: RunSummary) -> list[tuple[str, str]]:
                           ("" if t.tau_source == "manifest" else f" ({t.tau_source})"))
         facts.append((f"{t.name} thresholds", " · ".join(thresholds)))
     facts += [(f"version {k}", v) for k, v in flatten(m.get("versions", {})).items()]
-    return [(k, clip(v, 200)) for k, v in facts]
+    return [(k, clip(v, 200)) for k, v in facts + skipped_input(m)]
+
+
+def skipped_input(manifest: dict) -> list[tuple[str, str]]:
+    """The corpus rows ingest skipped (--skip-bad): per reason, the count and the recorded examples."""
+    ingest = manifest.get("stages", {}).get("ingest", {}).get("counts", {})
+    examples = ingest.get("skipped_examples") or {}
+    if isinstance(examples, list):  # a plain corpus: bad lines, one reason
+        examples = {"bad line": examples} if examples else {}
+    counts = ingest.get("skipped") or {"bad line": ingest.get("skipped_bad", 0)}
+    return [(f"skipped: {why} ({counts.get(why, len(shown)):,} rows)", example)
+            for why, shown in examples.items() for example in shown]

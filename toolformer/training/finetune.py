@@ -181,6 +181,21 @@ def _step_timer():
     return StepTimer()
 
 
+def _quiet_logs(trainer) -> None:
+    """The Trainer prints a dict of figures every logging step (PrinterCallback, or ProgressCallback
+    under its bar): the bar shows the loss instead, and finetune.json keeps the figures."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    class LossOnTheBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and "loss" in (logs or {}):
+                self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
+
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(LossOnTheBar())
+
+
 def _load_corpus(data: Path, tokenizer, s: FinetuneSettings, counts: dict):
     """(syntax name, train dataset, validation dataset or None) of a built augmented corpus."""
     from datasets import Dataset, load_from_disk
@@ -296,6 +311,7 @@ def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, call
     timer = _step_timer()
     trainer = _trainer_class()(model=lm, args=args, train_dataset=train, eval_dataset=val,
                       data_collator=PadCollator(tokenizer.pad_token_id), callbacks=[timer, *(callbacks or [])])
+    _quiet_logs(trainer)
     result = trainer.train(resume_from_checkpoint=last)
     state = trainer.state
 
