@@ -315,7 +315,8 @@ def test_evaluate_end_to_end_writes_records_summary_and_table(tmp_path, tiny_mod
     assert cells[3:5] == ["all", "4"] and re.fullmatch(r"\d+\.\d \(\d+\.\d–\d+\.\d\)", cells[5])
     assert re.fullmatch(r"[+-]\d+\.\d \([+-]\d+\.\d to [+-]\d+\.\d\)", cells[8])
     off_only = [c.strip() for c in lines[3].split("|")[1:-1]]
-    assert off_only[4] == "2" and off_only[6:] == ["–"] * 5  # no tools-on column, call rate, difference, p, calls
+    # no tools-on column, call rate, difference, p, calls, right-tool rate
+    assert off_only[4] == "2" and off_only[6:] == ["–"] * 6
 
 
 def test_a_table_with_old_columns_gets_a_new_header(tmp_path):
@@ -494,3 +495,12 @@ def test_the_suite_table_holds_exactly_the_figures_of_the_record_files(tmp_path,
     cells = [c.strip() for c in tools_row.split("|")[1:-1]]
     assert cells[2:6] == ["75.0", "Calculator 1, WikiSearch 2, unparsed 1", "WikiSearch", "50.0"]
     assert cells[8] == "1" and cells[6].startswith("25.0") and cells[7].startswith("50.0")
+
+
+def test_a_table_row_shows_the_right_tool_rate():
+    from toolformer.evaluation.evaluate import table_row
+    on = {"accuracy": 0.5, "ci": [0.1, 0.9], "expected_tool": "WikiSearch"}
+    summary = {"model": "m", "adapter": None, "benchmark": "nq", "split": {"part": "all"}, "n": 4, "tools_on": on,
+               "call_rate": 0.75, "calls_per_tool": {"WikiSearch": 2, "unparsed": 2}, "right_tool_rate": 0.5}
+    cells = [c.strip() for c in table_row(summary).split("|")[1:-1]]
+    assert cells[7] == "75.0" and cells[10:] == ["WikiSearch 2, unparsed 2", "50.0 (WikiSearch)"]

@@ -51,8 +51,8 @@ from toolformer.lm.loading import adapter_info
 CHUNK_BATCHES = 4  # batches per committed chunk: what a kill can cost
 
 TABLE_HEADER = ("| model | adapter | benchmark | split | n | tools off (95% CI) | tools on (95% CI) | call rate "
-                "| on − off (95% CI) | McNemar p | calls per tool |\n"
-                "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n")
+                "| on − off (95% CI) | McNemar p | calls per tool | right-tool rate |\n"
+                "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
 COMPARE_HEADER = ("| first | second | n | first (95% CI) | second (95% CI) | second − first (95% CI) | McNemar p |\n"
                   "|---|---|---:|---:|---:|---:|---:|\n")
 
@@ -301,9 +301,11 @@ def table_row(summary: dict) -> str:
     difference, p = (difference_ci(pair), p_value(pair["p_value"])) if pair else ("–", "–")
     per_tool = ", ".join(f"{t} {n}" for t, n in summary.get("calls_per_tool", {}).items()) or "–"
     call_rate = f"{100 * summary['call_rate']:.1f}" if "call_rate" in summary else "–"
+    right = summary.get("right_tool_rate")
+    right = "–" if right is None else f"{100 * right:.1f} ({summary['tools_on']['expected_tool']})"
     return (f"| {summary['model']} | {summary['adapter'] or '–'} | {summary['benchmark']} "
             f"| {summary['split']['part']} | {summary['n']} | {mode('off')} | {mode('on')} | {call_rate} "
-            f"| {difference} | {p} | {per_tool} |\n")
+            f"| {difference} | {p} | {per_tool} | {right} |\n")
 
 
 def compare_row(result: dict) -> str:
