@@ -433,4 +433,4 @@ class DemoSettings:
     # the answer, one or two tokens, is all that follows a call here: usefulness stays small
     tau_f: float = opt(0.25, "filtering threshold (the calculator's own is 0.5)")
     limit: int = opt(100, "evaluation examples")
-    progress: bool = opt(False, "show progress bars")
+    progress: bool = opt(True, "a progress bar per long step (--no-progress: none)")

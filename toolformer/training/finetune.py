@@ -187,6 +187,12 @@ def _quiet_logs(trainer) -> None:
     from transformers import PrinterCallback, ProgressCallback
 
     class LossOnTheBar(ProgressCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            super().on_train_begin(args, state, control, **kwargs)
+            if self.training_bar is not None:
+                self.training_bar.set_description("finetune")
+                self.training_bar.unit = "step"
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and self.training_bar is not None and "loss" in (logs or {}):
                 self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
