@@ -337,7 +337,7 @@ class RetrieverTrainSettings(RetrieverTraining, RetrieverData):
                                        "alone (no human queries), spread over the documents; "
                                        "written to OUT/synthetic.jsonl, resumable", metavar="N")
     writer: str = opt("templates", "who writes the synthetic queries: templates over the document fields, "
-                                   "the instruct LM (slow on a CPU, and weak at 135M: see the README), or "
+                                   "the instruct LM (slow on a CPU, and weak at 135M), or "
                                    "both (half each)", choices=("lm", "templates", "mixed"))
     writer_model: str = opt(DEFAULT_LM, "the instruct LM that writes synthetic queries")
     round_trip: int = opt(10, "keep a synthetic query only if BM25 ranks its document in the top K (0: keep all)",
