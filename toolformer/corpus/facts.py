@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Mapping
 from toolformer.assets import PROMPTS_DIR
 from toolformer.corpus.annotations import FORMATS, Annotation, Where
 from toolformer.corpus.calls import canonical_position
-from toolformer.run.records import Document, _document
+from toolformer.run.records import Document, document_from_row
 from toolformer.tools import get_tool, run_call
 from toolformer.tools.calendar import MONTHS, WEEKDAYS, document_date, document_year
 from toolformer.tools.wikisearch import EXCLUDE_KEY, default_corpus
@@ -271,7 +271,7 @@ def wikisearch_reaches(query: str, value: str, meta: Mapping) -> bool:
 
 
 def _facts_row(row: dict, doc_id: str, where: Where) -> tuple[Document, list[Annotation]]:
-    doc = _document(row, where, doc_id)  # the plain reader's rules: top-level fields become meta
+    doc = document_from_row(row, where, doc_id)  # the plain reader's rules: top-level fields become meta
     return doc, fact_annotations(doc, index_titles(), wikisearch_reaches)
 
 

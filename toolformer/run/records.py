@@ -136,7 +136,8 @@ def read_jsonl(path: str | Path, schema: dict | None = None, skip_bad: bool = Fa
         stats.skip(err)
 
 
-def _document(obj: dict, where: tuple[Path, int], default_id: str) -> Document:
+def document_from_row(obj: dict, where: tuple[Path, int], default_id: str) -> Document:
+    """One corpus row as a Document, by the rules every reader shares (top-level fields become meta)."""
     path, number = where
     text = obj.get("text")
     if "text" not in obj:
@@ -221,7 +222,7 @@ def read_documents(path: str | Path, skip_bad: bool = False, stats: ReadStats | 
                 raise obj
             if not isinstance(obj, dict):
                 raise BadRecord(path, number, f"expected a JSON object, got {type(obj).__name__}")
-            doc = _document(obj, (path, number), default_id=f"{path.stem}:{number}")
+            doc = document_from_row(obj, (path, number), default_id=f"{path.stem}:{number}")
             if doc.id in seen:
                 raise BadRecord(path, number, f"duplicate id {doc.id!r} (first on line {seen[doc.id]})")
         except BadRecord as err:
