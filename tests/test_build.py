@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from toolformer.cli import command
 from toolformer.cli.build import add_commands
 from toolformer.corpus.annotations import Annotation, read_annotated
-from toolformer.corpus.build import build_augmented, read_kept_calls
+from toolformer.corpus.build import KeptCall, build_augmented, read_kept_calls, select_calls
 from toolformer.corpus.calls import canonical_position, insert_calls, strip_calls
 from toolformer.corpus.syntax import HW3, TOOLFORMER, Call
 from toolformer.run.records import BadRecord, dumps
@@ -330,3 +331,18 @@ def test_random_documents_and_calls_round_trip(tmp_path, syntax):
     assert figures["result_not_in_text_dropped"] == refused and (syntax == "hw3") == (refused > 50)
     assert figures["conflict_dropped"] == figures["unrenderable_dropped"] == 0
     assert sum(len(calls) for _, calls in expected.values()) > 300
+
+
+def test_unscored_calls_at_one_position_favour_no_tool_by_name():
+    # the unfiltered ablation (τ_f = -inf) keeps QA and WikiSearch unscored at the same places: sorting
+    # by name would hand every such position to QA
+    calls = [KeptCall(f"d{i}", 0, tool, "Paris", "France", None) for i in range(40) for tool in ("QA", "WikiSearch")]
+    counts = Counter()
+    chosen = select_calls(calls, max_per_tool=100, counts=counts)
+    assert counts["conflict_dropped"] == 40 and len(chosen) == 40
+    won = Counter(c.tool for c in chosen)
+    assert won["QA"] >= 10 and won["WikiSearch"] >= 10
+    assert chosen == select_calls(list(reversed(calls)), max_per_tool=100, counts=Counter())  # deterministic
+    # a scored call still beats every unscored one, and the more useful of two scored ones wins
+    scored = [KeptCall("d0", 0, "QA", "q", "a", 0.5), KeptCall("d0", 0, "WikiSearch", "q", "a", 1.5)]
+    assert select_calls(calls[:2] + scored, 100, Counter())[0].usefulness == 1.5

@@ -17,6 +17,7 @@ a call whose result the text does not go on with there is left out (result_not_i
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -50,8 +51,13 @@ class KeptCall:
     where: str = field(default="", compare=False)  # "scored.jsonl path:line", for error messages
 
     def rank(self) -> tuple:
-        """Sort key, best first (unscored last); ties broken by content so builds are deterministic."""
-        return (float("inf") if self.usefulness is None else -self.usefulness, self.tool, self.input, self.result)
+        """Sort key, best first; ties broken by content so builds are deterministic. Unscored calls
+        come last, ordered by a hash of their content: where several tools stand at one position (the
+        unfiltered ablation), the winner is not always the tool whose name sorts first."""
+        if self.usefulness is None:
+            key = repr((self.doc_id, self.position, self.tool, self.input, self.result)).encode()
+            return (1, hashlib.sha1(key).hexdigest())
+        return (0, -self.usefulness, self.tool, self.input, self.result)
 
     @property
     def call(self) -> Call:
