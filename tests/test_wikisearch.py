@@ -356,3 +356,27 @@ def test_ties_at_the_cut_go_to_the_lower_row(tmp_path, tmp_cache):
     corpus = write_jsonl(tmp_path / "dump.jsonl", [{"id": f"d{i}", "text": "Zorblax river."} for i in range(300)])
     index = ws.load_index(corpus)
     assert [row for row, _ in index.ranked("Zorblax", 3)] == [0, 1, 2]
+
+
+def test_wiki_corpus_points_execute_and_the_decoders_toolbox_at_a_users_dump(tmp_path, tmp_cache):
+    from toolformer.inference.toolbox import ToolBox
+    from toolformer.run import layout
+    from toolformer.run.manifest import Run
+    from toolformer.tools import get_tool
+    corpus = str(write_jsonl(tmp_path / "dump.jsonl", PASSAGES))
+    assert [get_tool(k).corpus_options(corpus) for k in ("wikisearch", "qa", "calculator", "calendar")] == \
+        [{"corpus": corpus}, {"corpus": corpus}, {}, {}]
+    assert get_tool("wikisearch").corpus_options(None) == {}
+    result, error = ToolBox(["wikisearch"], wiki_corpus=corpus).run("WikiSearch", "capital of Quintor", {})
+    assert error is None and "Zorblax" in result  # only the dump knows Quintor
+    run = Run("r", tmp_path / "runs")
+    run.path.mkdir(parents=True)
+    (run.path / layout.DOCUMENTS).write_text(json.dumps({"id": "d0", "text": "x", "meta": {}}) + "\n")
+    (run.tool_dir("wikisearch") / layout.CANDIDATES).write_text(json.dumps(
+        {"id": "c0", "doc_id": "d0", "tool": "wikisearch", "window": 0, "position": 0, "token_index": 0,
+         "p_start": 0.5, "input": "capital of Quintor", "call": ""}) + "\n")
+    assert cli_main(["execute", "--tool", "wikisearch", "--run", "r", "--runs-dir", str(tmp_path / "runs"),
+                     "--wiki-corpus", corpus, "--no-progress"]) == 0
+    executed = json.loads((run.tool_dir("wikisearch") / layout.EXECUTED).read_text())
+    assert executed["error"] is None and "Zorblax" in executed["result"]
+    assert run.stage("execute", "wikisearch").settings["options"]["corpus"] == corpus  # a resume must match it

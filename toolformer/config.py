@@ -123,10 +123,15 @@ class SampleSettings:
 
 # ---- execute
 
+WIKI_CORPUS_HELP = ("Wikipedia dump WikiSearch and QA read (.jsonl, .jsonl.gz or .parquet of title/text; "
+                    "indexed once, streamed, cached): default the embedded 10,033 leads")
+
+
 @dataclass(frozen=True)
 class ExecuteSettings:
     """`toolformer execute`: run each distinct call once."""
     options: dict | None = opt(None, "executor options on top of the tool's own", cli=False)
+    wiki_corpus: str | None = opt(None, WIKI_CORPUS_HELP, metavar="DUMP")
 
 
 # ---- filter
@@ -228,6 +233,7 @@ class DecodingSettings:
     tool_retriever: str | None = opt(None, "offer each input only its top tools by this retriever "
                                            "(bm25, a model, or a `toolformer retriever train` folder)")
     tools_per_input: int = opt(1, "tools offered per input with --tool-retriever")
+    wiki_corpus: str | None = opt(None, WIKI_CORPUS_HELP, metavar="DUMP")
 
 
 @dataclass(frozen=True)

@@ -189,10 +189,12 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
              "adapter_weights": _adapter_digest(s.adapter), "syntax": syntax_name, "split": info["split"],
              "seed": s.seed, "top_k": s.top_k, "max_calls": s.max_calls, "max_new_tokens": max_new_tokens,
              "tools_allowed": allowed, "tool_retriever": s.tool_retriever,
-             "tools_per_input": s.tools_per_input if s.tool_retriever else None}
+             "tools_per_input": s.tools_per_input if s.tool_retriever else None,
+             # recorded only when set, so evaluations made before the flag existed still resume
+             **({"wiki_corpus": s.wiki_corpus} if s.wiki_corpus else {})}
     reached = None  # per example: is its answer in the tools' index? (knowledge benchmarks)
     if reach.is_knowledge(bench):
-        index = wikisearch.load_index()
+        index = wikisearch.load_index(s.wiki_corpus)
         fixed["reach"] = reach.index_info(index)
         reached = reach.reach_fields(examples, index)
     settings_path = out_dir / f"{bench.name}.settings.json"
@@ -214,7 +216,7 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
             if not claimed:
                 settings_path.write_text(json.dumps(fixed, indent=2, ensure_ascii=False) + "\n")
                 claimed = True
-            toolbox = ToolBox(allowed) if mode == "on" else None
+            toolbox = ToolBox(allowed, s.wiki_corpus) if mode == "on" else None
             decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls)
             offered = offer_tools(s.tool_retriever, [e.prompt for e in todo], toolbox, s.tools_per_input)
             for record in _decode_committed(writer, decoder, todo, offered, max_new_tokens, s.batch_size,

@@ -200,7 +200,8 @@ def generate(prompts: Sequence[str], settings: GenerateSettings | None = None,
     s = replace(settings or GenerateSettings(), **fields)
     lm = get_backend(s.model, backend=s.backend, adapter=s.adapter)
     syntax_name = s.syntax or adapter_info(s.adapter).get("syntax") or "toolformer"
-    toolbox = None if s.tools == "off" else ToolBox(s.allow_tools.split(",") if s.allow_tools else TOOL_KEYS)
+    toolbox = None if s.tools == "off" else ToolBox(s.allow_tools.split(",") if s.allow_tools else TOOL_KEYS,
+                                                    s.wiki_corpus)
     decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls)
     return decoder.generate(prompts, metas, s.max_new_tokens, s.batch_size, stop_at_newline,
                             offered=offer_tools(s.tool_retriever, prompts, toolbox, s.tools_per_input))

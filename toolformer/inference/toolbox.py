@@ -9,7 +9,8 @@ from toolformer.tools import Tool, get_tool, run_call
 class ToolBox:
     """The tools a decoder may call; executors are built on first use (an index may be slow)."""
 
-    def __init__(self, tools: Iterable[Tool | str]):
+    def __init__(self, tools: Iterable[Tool | str], wiki_corpus: str | None = None):
+        self.wiki_corpus = wiki_corpus  # a user's Wikipedia dump for WikiSearch and QA (None: the embedded leads)
         self.tools = {}
         for t in tools:
             tool = t if isinstance(t, Tool) else get_tool(t)
@@ -27,7 +28,8 @@ class ToolBox:
             return None, f"tool {tool.name} was not offered for this input"
         if tool.name not in self._executors:
             try:
-                self._executors[tool.name] = tool.make_executor(**tool.options)
+                self._executors[tool.name] = tool.make_executor(**{**tool.options,
+                                                                   **tool.corpus_options(self.wiki_corpus)})
             except Exception as err:  # noqa: BLE001 - a broken tool is a result, not a crash
                 self._executors[tool.name] = err
         executor = self._executors[tool.name]

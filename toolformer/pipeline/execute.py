@@ -29,7 +29,7 @@ class ExecuteStage(Stage):
     def __init__(self, run: Run, tool: Tool, syntax: CallSyntax, settings: ExecuteSettings = ExecuteSettings()):
         super().__init__(run, tool)
         self.syntax = syntax
-        self.options = {**tool.options, **(settings.options or {})}
+        self.options = {**tool.options, **tool.corpus_options(settings.wiki_corpus), **(settings.options or {})}
         self.executor = None  # made on the first call that is not cached
 
     def settings(self) -> dict:

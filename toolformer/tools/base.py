@@ -58,6 +58,13 @@ class Tool:
                                  f"(options: {', '.join(known) or 'none'})")
         return self.make_executor(**{**self.options, **overrides})
 
+    def corpus_options(self, wiki_corpus: str | None) -> dict:
+        """{"corpus": wiki_corpus} where this tool's executor reads a Wikipedia corpus (WikiSearch,
+        QA), else {}: one flag points every such tool at a user's dump."""
+        if wiki_corpus is None or "corpus" not in inspect.signature(self.make_executor).parameters:
+            return {}
+        return {"corpus": wiki_corpus}
+
     def retrieval_text(self) -> str:
         """What a tool retriever embeds for this tool."""
         return f"{self.name}: {self.description}\nExamples:\n" + "\n".join(self.examples)
