@@ -13,8 +13,8 @@ process writes the outputs and logs.
 Defaults finish in minutes on a CPU with the embedded 135M model: LoRA r=8 on all linear layers,
 lr 2e-4, batch 8, 256 tokens, 30 steps (about 40k tokens; we measured ~55 tokens/s on one busy
 core). Memory: the loss is taken at the label positions only, the LM head a chunk at a time (no
-[batch, length, vocab] logits), activations are recomputed in the backward pass (checkpointing, on
-by default) and freed blocks go back to the system: see bench/finetune_memory.py for the peaks.
+[batch, length, vocab] logits) and activations are recomputed in the backward pass (checkpointing,
+on by default): bench/finetune_memory.py measures the peaks.
 """
 from __future__ import annotations
 
@@ -253,22 +253,6 @@ def _checkpointing_args(on: bool) -> dict:
     return {f"{name}_checkpointing": True, f"{name}_checkpointing_kwargs": {"use_reentrant": False}}
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-def _fixed_mmap_threshold(size: int = 128 * 1024) -> None:
-    """Large blocks straight from and back to the system. glibc raises its mmap threshold each time
-    a large block is freed, so the activations of later steps come from the heap, which fragments
-    and keeps what was freed: one LoRA step of the 135M model at 8 × 256 tokens peaked at 5.1 GB
-    of RSS with activation checkpointing, 1.3 GB with the threshold fixed (bench/finetune_memory.py).
-    This process only; nothing where the C library is not glibc."""
-    import ctypes
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, size)
-    except (OSError, AttributeError):
-        pass
-
-
 def _save(trainer, tokenizer, out_dir: Path, info: dict, s: FinetuneSettings) -> dict:
     """Write the adapter (or full model) and, with --merge, the merged model; return their paths."""
     final = out_dir / ("model" if s.full else "adapter")
@@ -293,7 +277,6 @@ def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, call
     from transformers import set_seed
 
     s = replace(settings or FinetuneSettings(), **fields)
-    _fixed_mmap_threshold()
     run_dir = Path(run_dir)
     data = Path(s.data or run_dir / "augmented")
     out_dir = Path(s.out_dir or run_dir / "model")
