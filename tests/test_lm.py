@@ -91,8 +91,8 @@ def plain_sample(lm, prefix, seed, max_new):
     for _ in range(max_new):
         with torch.inference_mode():
             logits = lm.model(torch.tensor([prefix + gen])).logits[0, -1].float()
-        cdf = torch.softmax(logits, -1).cumsum(-1)
-        gen.append(int(torch.searchsorted(cdf, torch.rand(1, generator=draws)).clamp(max=len(cdf) - 1)))
+        cdf = torch.softmax(logits, -1).double().cumsum(-1)  # the sampler's draw rule (HFBackend._cdf)
+        gen.append(int(torch.searchsorted(cdf, torch.rand(1, generator=draws).double()).clamp(max=len(cdf) - 1)))
         done = _check_stop(lm.decode(gen), STOP)
         if done is not None:
             return done

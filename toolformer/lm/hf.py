@@ -363,10 +363,11 @@ class _Decoder:
         lm, dev = self.lm, self.lm.device
         width = max(len(feed) for _, _, feed in self.openings)
         kv, cdf = [], []
-        for a in range(0, len(self.openings), lm.max_sample_rows):
-            chunk = self.openings[a:a + lm.max_sample_rows]
+        step = max(MIN_STEP_ROWS, lm.max_sample_rows)
+        for a in range(0, len(self.openings), step):
+            chunk = self.openings[a:a + step]
             n = len(chunk)
-            chunk = chunk * 2 if n == 1 else chunk  # never a one-row step (see _drop)
+            chunk = chunk + [chunk[0]] * max(0, MIN_STEP_ROWS - n)  # never a step of a few rows
             B = len(chunk)
             feed = torch.tensor([f + (f[-1],) * (width - len(f)) for _, _, f in chunk], device=dev)
             lengths = torch.tensor([len(f) for _, _, f in chunk], device=dev)
@@ -380,12 +381,15 @@ class _Decoder:
                 ends = (lengths == t + 1).nonzero()[:, 0]  # rows whose opening this token completes
                 last[ends] = hidden[ends]
             kv.append([(layer.buf_k[:n], layer.buf_v[:n]) for layer in cache.layers])
-            cdf.append(self._probs(last)[:n].cumsum(-1))
+            cdf.append(self._cdf(last)[:n])
         self.kv = [tuple(torch.cat([chunk[layer][i] for chunk in kv]) for i in range(2)) for layer in range(len(kv[0]))]
         self.cdf, self.opened = torch.cat(cdf), torch.tensor([len(f) for _, _, f in self.openings], device=dev)
 
-    def _probs(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.lm.head(hidden).float() / self.temperature, dim=-1).cpu()
+    def _cdf(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The next token's cumulative distribution, summed in float64: summed in float32, a uniform
+        draw can equal a boundary to the last bit (seen here), and the token then hangs on rounding."""
+        probs = torch.softmax(self.lm.head(hidden).float() / self.temperature, dim=-1).cpu()
+        return probs.double().cumsum(-1)
 
     def _cache(self, rows: int, width: int):
         from transformers import DynamicCache
@@ -397,7 +401,7 @@ class _Decoder:
     def _sample(self, queue: list[int]) -> None:
         lm, dev = self.lm, self.lm.device
         width = self.kv[0][0].shape[2] + self.max_new
-        B = min(len(queue), max(2, min(lm.max_sample_rows, lm.max_sample_tokens // width)))  # see _drop
+        B = min(len(queue), max(MIN_STEP_ROWS, min(lm.max_sample_rows, lm.max_sample_tokens // width)))
         zeros = lambda: torch.zeros(B, dtype=torch.long, device=dev)  # noqa: E731
         self.sample_of, self.context, self.seen, self.pos, self.own = zeros(), zeros(), zeros(), zeros(), zeros()
         self.drawn, self.last = zeros(), zeros()
@@ -411,7 +415,7 @@ class _Decoder:
             self.pos += 1
             self.own += 1
             rows = torch.arange(len(self.sample_of), device=dev)
-            self._draw(rows, self._probs(hidden).cumsum(-1))
+            self._draw(rows, self._cdf(hidden))
             self._drop(self._admit(self._finish(rows)))
 
     def _admit(self, slots: list[int]) -> list[int]:
@@ -441,7 +445,7 @@ class _Decoder:
         # inverse-CDF sampling with one uniform per row and draw from the row's own generator: the
         # draw depends on the seed only, never on the batch the row lands in
         u = torch.stack([torch.rand(1, generator=self.gens[r]) for r in rows.tolist()])
-        tokens = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)[:, 0]
+        tokens = torch.searchsorted(cdf, u.double()).clamp_(max=cdf.shape[-1] - 1)[:, 0]
         self.generated[rows.cpu(), self.drawn[rows].cpu()] = tokens
         self.drawn[rows] += 1
         self.last[rows] = tokens.to(self.last.device)
@@ -465,23 +469,29 @@ class _Decoder:
         return sorted(ended)
 
     def _drop(self, free: list[int]) -> None:
-        """These slots found no queued sample: their rows leave the batch. A lone row goes on with a
-        twin (a copy in lockstep that records nothing): a one-row step runs other matrix kernels,
-        whose rounding could change a draw, and a sample must not depend on its batch."""
-        if self.queue or (not free and len(self.sample_of) != 1):
+        """These slots found no queued sample: their rows leave the batch. Fewer than MIN_STEP_ROWS
+        rows go on with twins of the first (copies in lockstep that record nothing): a step of a few
+        rows runs other matrix kernels, whose rounding could change a draw."""
+        if self.queue or (not free and len(self.sample_of) >= MIN_STEP_ROWS):
             return
         slots = [s for s in range(len(self.sample_of)) if s not in free and self.sample_of[s] >= 0]
-        twin = len(slots) == 1
-        keep = torch.tensor(slots * 2 if twin else slots, dtype=torch.long, device=self.lm.device)
+        twins = max(0, MIN_STEP_ROWS - len(slots)) if slots else 0
+        keep = torch.tensor(slots + slots[:1] * twins, dtype=torch.long, device=self.lm.device)
         for name in ("sample_of", "context", "seen", "pos", "own", "drawn", "last"):
             setattr(self, name, getattr(self, name)[keep])
         self.generated = self.generated[keep.cpu()]
         self.gens = [self.gens[s] for s in slots]
-        if twin:
-            self.sample_of[1] = -1
-            self.gens.append(torch.Generator().set_state(self.gens[0].get_state()))
+        if twins:
+            self.sample_of[len(slots):] = -1
+            self.gens += [torch.Generator().set_state(self.gens[0].get_state()) for _ in range(twins)]
         for layer in self.cache.layers:
             layer.select(keep, int(self.own.max()) if slots else 0)
+
+
+# A sampling step never runs on fewer rows than this (copies that record nothing fill it): BLAS
+# picks other kernels for a few rows (on one machine here, 1 to 3 rows rounded differently from 4 or
+# more), and a sample must not depend on how many others share its batch.
+MIN_STEP_ROWS = 8
 
 
 def _own_layer_class():
