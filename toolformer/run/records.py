@@ -160,6 +160,17 @@ def document_from_row(obj: dict, where: tuple[Path, int], default_id: str) -> Do
     return Document(str(doc_id), text, meta)
 
 
+def parquet_rows(path: Path, columns: list[str] | None = None) -> Iterator[tuple[int, dict]]:
+    """(row number from 1, row) of a parquet file, streamed a few thousand rows at a time (a
+    corpus or a Wikipedia dump may not fit in memory); `columns`: only these."""
+    import pyarrow.parquet as pq
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=columns):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
+
+
 def _raw_documents(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
     name = path.name
     if path.is_dir():  # a `datasets` dataset saved with save_to_disk
@@ -167,9 +178,7 @@ def _raw_documents(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
         for number, row in enumerate(load_from_disk(str(path)), 1):
             yield number, row
     elif name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-        for number, row in enumerate(pq.read_table(path).to_pylist(), 1):
-            yield number, row
+        yield from parquet_rows(path)
     elif name.endswith(".txt"):
         # one document per blank-line-separated block; the line number is the block's first line
         with open(path, "rb") as f:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from toolformer.assets import cache_dir, embedded_path, file_fingerprint
 from toolformer.errors import UserFileNotFound, UserValueError
-from toolformer.run.records import BadRecord, ReadStats, read_jsonl
+from toolformer.run.records import BadRecord, ReadStats, parquet_rows, read_jsonl
 from toolformer.tools.base import Executor, Tool, ToolError, register
 
 PASSAGE_WORDS = 100          # passages are cut to at most this many words, on sentence ends
@@ -115,17 +115,12 @@ def _article(obj: dict, path: Path, number: int) -> tuple[str, str, str]:
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(row number from 1, row) of a parquet file, a few thousand rows in memory at a time."""
+    """The id, title and text columns of a parquet dump, streamed."""
     import pyarrow.parquet as pq
-    table = pq.ParquetFile(path)
-    names = table.schema_arrow.names
+    names = pq.ParquetFile(path).schema_arrow.names
     if "text" not in names:
         raise UserValueError(f"{path}: a parquet dump needs a 'text' column (it has {', '.join(names)})")
-    number = 0
-    for batch in table.iter_batches(batch_size=4096, columns=[c for c in ("id", "title", "text") if c in names]):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, row
+    return parquet_rows(path, [c for c in ("id", "title", "text") if c in names])
 
 
 def iter_articles(path: Path, skip_bad: bool = False, stats: ReadStats | None = None) -> Iterator[tuple[str, str, str]]:
