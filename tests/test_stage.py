@@ -4,6 +4,8 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,6 +131,26 @@ def test_a_second_process_on_the_same_stage_is_refused(tmp_path):
         with pytest.raises(UserError, match=rf"run r: execute/calculator is already running in process {pid} "):
             execute(tmp_path)
     assert execute(tmp_path)["executed_ok"] == 1  # the lock goes with its process
+
+
+def test_a_holder_stopped_before_it_wrote_its_pid_is_named(tmp_path):
+    """A holder takes the flock, then writes its PID: one stopped in between (CI once caught a
+    SIGSTOPped curate there) is still named, from /proc/locks, not as '?'."""
+    run = Run("r", tmp_path)
+    write_candidates(run, ["d0"])
+    lock = run.path / "calculator" / (layout.EXECUTED + layout.LOCK_SUFFIX)
+    lock.write_text("")
+    code = (f"import fcntl, os, time\nfd = os.open({str(lock)!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert lock.read_text() == ""
+        with pytest.raises(UserError, match=rf"execute/calculator is already running in process {holder.pid} "):
+            execute(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def _record_many(runs_dir: str, tool: str) -> None:
