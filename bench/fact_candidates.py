@@ -19,7 +19,7 @@ from pathlib import Path
 
 from toolformer.config import RunSettings, SampleSettings
 from toolformer.corpus.facts import (copies_next_words, date_mentions, fact_spans, index_titles,
-                                     wikipedia_lead_documents, wikisearch_reaches)
+                                     wikipedia_lead_documents, wikisearch_supports)
 from toolformer.pipeline.curate import curate
 from toolformer.run.manifest import Run
 from toolformer.run.records import SCORED, read_jsonl
@@ -71,7 +71,7 @@ def main() -> None:
     titles = index_titles()
     for d in run.documents():
         for f in fact_spans(d.text, titles, d.meta.get(EXCLUDE_KEY),
-                            lambda q, v, meta=d.meta: wikisearch_reaches(q, v, meta)):
+                            lambda q, e, v, meta=d.meta: wikisearch_supports(q, e, v, meta)):
             spans[(d.id, f.position)] = f.value
         for pos, mention in date_mentions(d.text, d.meta):
             spans[(d.id, pos)] = mention

@@ -11,7 +11,7 @@ from toolformer.corpus.annotations import Annotation, read_annotated
 from toolformer.corpus.build import build_augmented
 from toolformer.corpus.calls import canonical_position
 from toolformer.corpus.facts import (Fact, copies_next_words, date_mentions, fact_annotations, fact_spans,
-                                     index_titles, wikisearch_reaches)
+                                     index_titles, wikisearch_supports)
 from toolformer.pipeline.curate import curate
 from toolformer.run.manifest import Run
 from toolformer.run.records import SCORED, Document, read_jsonl
@@ -90,7 +90,7 @@ def test_generic_facts_only_where_wikisearch_returns_them():
     the real index, with the document's own article left out (Ferdinand II of Aragon's lead holds 1504)."""
     text = "Isabella I of Castile ruled until 1504, and 1600 more people came in 1492."
     for meta in ({}, {EXCLUDE_KEY: "Isabella I of Castile"}):
-        reaches = lambda q, v, meta=meta: wikisearch_reaches(q, v, meta)  # noqa: E731
+        reaches = lambda q, e, v, meta=meta: wikisearch_supports(q, e, v, meta)  # noqa: E731
         assert fact_spans(text, index_titles(), None, reaches) == [
             Fact(at(text, "1504"), "1504", "generic", "Isabella I of Castile", ("Isabella I of Castile",), "")]
     assert fact_spans(text, index_titles()) == []  # without the check: no generic facts
@@ -102,13 +102,32 @@ def test_generic_names():
     text = "Knossos, a Bronze Age site, stands on Crete by the River."
     crete = Fact(at(text, "Crete"), "Crete", "generic", "Knossos", ("Knossos",), "")
     bronze = Fact(at(text, "Bronze"), "Bronze Age", "generic", "Knossos", ("Knossos",), "")
-    assert fact_spans(text, index_titles(), None, lambda q, v: wikisearch_reaches(q, v, {})) == [crete]
-    # Knossos's own lead left out: other articles hold both (the real index)
+    assert fact_spans(text, index_titles(), None, lambda q, e, v: wikisearch_supports(q, e, v, {})) == [crete]
+    # Knossos's own lead left out: Minoan civilization's holds "Bronze Age" and "Crete" but is not
+    # about Knossos (its sentences never name it): no fact
     own_out = {EXCLUDE_KEY: "Knossos"}
-    assert fact_spans(text, index_titles(), "Knossos", lambda q, v: wikisearch_reaches(q, v, own_out)) == \
-        [bronze, crete]
+    assert fact_spans(text, index_titles(), "Knossos", lambda q, e, v: wikisearch_supports(q, e, v, own_out)) == []
     text = "Guatemala is a Republic; the republic has a River, the river is long."
-    assert fact_spans(text, index_titles(), None, lambda q, v: True) == []
+    assert fact_spans(text, index_titles(), None, lambda q, e, v: True) == []
+
+
+def test_a_result_about_another_entity_supports_only_what_it_states():
+    """Busan's own lead left out, WikiSearch(Busan) returns Daegu's: "a city in southeastern South
+    Korea. It is the third-largest urban agglomeration in South Korea after Seoul and Busan". It
+    holds nothing about Busan's 3.3 million people, so that fact gets no WikiSearch call (the
+    filter kept such neighbour calls before); "South Korea" and "Seoul" it states beside "Busan"
+    (the real lead and index)."""
+    busan = next(d for d in facts.wikipedia_lead_documents() if d.id == "wiki:Busan")
+    result = run_call(get_tool("wikisearch"), get_tool("wikisearch").executor(), "Busan", busan.meta).result
+    assert result.startswith("Daegu") and "3.3 million" in busan.text
+    found = {f.value: f.queries for f in fact_spans(busan.text, index_titles(), "Busan",
+                                                   lambda q, e, v: wikisearch_supports(q, e, v, busan.meta))}
+    assert found["3.3 million"] == () and found["Seoul"] == found["South Korea"] == ("Busan",)
+    anns = fact_annotations(busan, index_titles(), wikisearch_supports)
+    assert "What is the population of Busan?" in {a.input for a in anns if a.tool == "QA"}  # QA reads other passages
+    assert not wikisearch_supports("Busan population", "Busan", "3.3 million", busan.meta)
+    # without the document's own article left out, its own lead supports it (the title is the entity)
+    assert wikisearch_supports("Busan population", "Busan", "3.3 million", {})
 
 
 def test_annotations_of_a_document():
@@ -179,7 +198,7 @@ def test_curate_real_documents(tmp_path, tiny_model_dir):
     line: calendar and wikisearch curated with a tiny model, every executed call kept (τ_f = -inf)
     and built: each call lands in the text right before its span."""
     rows = [r for r in map(json.loads, SOTU.open()) if date_mentions(r["text"], {"year": r["year"]})][:2]
-    lead = next(d for d in facts.wikipedia_lead_documents() if d.id == "wiki:Lima")
+    lead = next(d for d in facts.wikipedia_lead_documents() if d.id == "wiki:Burj Khalifa")
     corpus = tmp_path / "docs.jsonl"
     lines = rows + [lead.to_json(), {"id": "undated", "text": "Lima is the capital of Peru and 1790 is a year."}]
     corpus.write_text("".join(json.dumps(r) + "\n" for r in lines))
@@ -200,14 +219,15 @@ def test_curate_real_documents(tmp_path, tiny_model_dir):
     year = {r["id"]: r["year"] for r in rows}
     assert all(r["result"] == f"The year is {year[r['doc_id']]}." and r["call"] == "[Calendar()]" for r in cal)
     wiki = [r for _, r in read_jsonl(run.stage_output("filter", "wikisearch"), SCORED)]
-    lima = fact_spans(lead.text, index_titles(), "Lima", lambda q, v: wikisearch_reaches(q, v, lead.meta))
-    assert lima and {r["input"] for r in wiki if r["doc_id"] == "wiki:Lima"} == {q for f in lima for q in f.queries}
-    own = {text for t, text, _ in load_index().search("Lima", 50) if t == "Lima"}
+    burj = fact_spans(lead.text, index_titles(), "Burj Khalifa",
+                      lambda q, e, v: wikisearch_supports(q, e, v, lead.meta))
+    assert burj and {r["input"] for r in wiki if r["doc_id"] == lead.id} == {q for f in burj for q in f.queries}
+    own = {text for t, text, _ in load_index().search("Burj Khalifa", 50) if t == "Burj Khalifa"}
     assert not any(r["result"] and any(r["result"][:60] in text for text in own)
-                   for r in wiki if r["doc_id"] == "wiki:Lima")
+                   for r in wiki if r["doc_id"] == lead.id)
     # build merges the kept calls of both tools into each document, unchanged
     built = build_augmented(run.path, heldout=0.0)
     out = {r["id"]: r for _, r in read_jsonl(Path(built["out"]) / "train.jsonl")}
     for doc_id in mentions:
         assert f"[Calendar() → The year is {year[doc_id]}.] {year[doc_id]}" in out[doc_id]["text"]
-    assert {c["tool"] for c in out["wiki:Lima"]["calls"]} == {"WikiSearch"}
+    assert {c["tool"] for c in out[lead.id]["calls"]} == {"WikiSearch"}

@@ -41,7 +41,7 @@ from toolformer.corpus.calls import canonical_position
 from toolformer.run.records import Document, document_from_row
 from toolformer.tools import get_tool, run_call
 from toolformer.tools.calendar import MONTHS, WEEKDAYS, document_date, document_year
-from toolformer.tools.wikisearch import EXCLUDE_KEY, default_corpus
+from toolformer.tools.wikisearch import EXCLUDE_KEY, default_corpus, load_index
 
 RELATIONS_FILE = PROMPTS_DIR / "facts.txt"
 CALENDAR, WIKISEARCH, QA = (get_tool(k).name for k in ("calendar", "wikisearch", "qa"))
@@ -112,7 +112,11 @@ def index_titles(corpus: Path | None = None) -> frozenset[str]:
     them, without a disambiguation suffix ("Mercury (planet)" -> "mercury")."""
     data = json.loads(Path(corpus or default_corpus()).read_text(encoding="utf-8"))
     entries = data.values() if isinstance(data, dict) else data
-    return frozenset(_norm(re.sub(r" \([^)]*\)$", "", e["title"])) for e in entries)
+    return frozenset(_title_norm(e["title"]) for e in entries)
+
+
+def _title_norm(title: str) -> str:
+    return _norm(re.sub(r" \([^)]*\)$", "", title))
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
@@ -167,13 +171,16 @@ def _entity_before(text: str, sentence: tuple[int, int], at: int, mentions: list
 
 
 def fact_spans(text: str, titles: frozenset[str], subject: str | None = None,
-               reaches: Callable[[str, str], bool] | None = None) -> list[Fact]:
+               supports: Callable[[str, str, str], bool] | None = None) -> list[Fact]:
     """The facts of `text` a WikiSearch or QA call could have produced, in text order.
 
-    A relation's value (facts.txt) is a fact about the entity before its trigger. With `reaches`
-    (query, value) -> whether WikiSearch(query) returns the value, any other year, number or
-    title the sentence names is a fact too where WikiSearch(an entity named before it) returns it
-    ("generic": no question is templated for it, so it has no QA call)."""
+    A relation's value (facts.txt) is a fact about the entity before its trigger. With `supports`
+    (query, entity, value) -> whether WikiSearch(query) returns a sentence that names both, a
+    relation fact keeps only the queries that do (its QA question stays: QA reads other passages),
+    and any other year, number or title the sentence names is a fact too where WikiSearch(an
+    entity named before it) supports it ("generic": no question is templated for it, so it has no
+    QA call). A result that holds the value but is about another entity (Busan's lead left out,
+    WikiSearch(Busan) returns Daegu's "a city in southeastern South Korea") supports nothing."""
     facts, seen = [], set()
     lower_words = set(re.findall(r"\b[a-z]+\b", text))  # "river" in the text: "River" is a common noun
     for bounds in sentences(text):
@@ -192,9 +199,11 @@ def fact_spans(text: str, titles: frozenset[str], subject: str | None = None,
                 entity = entities[0]
                 fill = {"entity": entity, "verb": groups.get("verb") or ""}
                 queries = tuple(dict.fromkeys((entity, " ".join(rel.query.format(**fill).split()))))
+                if supports is not None:
+                    queries = tuple(q for q in queries if supports(q, entity, m.group("value")))
                 facts.append(Fact(position, m.group("value"), rel.name, entity, queries,
                                   " ".join(rel.question.format(**fill).split())))
-        if reaches is None:
+        if supports is None:
             continue
         # other years and numbers, and titles that are not common words written capitalised
         values = [(m.start(), m.group()) for m in _GENERIC.finditer(sentence)] + \
@@ -203,7 +212,7 @@ def fact_spans(text: str, titles: frozenset[str], subject: str | None = None,
             if s_start + at in seen:
                 continue
             entity = next((e for e in _entity_before(text, bounds, at, mentions, subject)
-                           if e.lower() != value.lower() and reaches(e, value)), None)
+                           if e.lower() != value.lower() and supports(e, e, value)), None)
             if entity is not None:
                 seen.add(s_start + at)
                 facts.append(Fact(s_start + at, value, GENERIC, entity, (entity,), ""))
@@ -235,15 +244,15 @@ def date_mentions(text: str, meta: Mapping | None) -> list[tuple[int, str]]:
 
 
 def fact_annotations(doc: Document, titles: frozenset[str],
-                     reaches: Callable[[str, str, Mapping], bool] | None = None) -> list[Annotation]:
+                     supports: Callable[[str, str, str, Mapping], bool] | None = None) -> list[Annotation]:
     """The candidates of one document for Calendar, WikiSearch and QA, at canonical positions.
-    `reaches(query, value, meta)`: whether WikiSearch(query) returns `value` for this document
-    (its own article left out); None: relation facts only."""
-    if reaches is not None:
-        reaches = functools.partial(reaches, meta=doc.meta)
+    `supports(query, entity, value, meta)`: whether WikiSearch(query) returns a sentence naming
+    both for this document (its own article left out); None: relation facts, unchecked."""
+    if supports is not None:
+        supports = functools.partial(supports, meta=doc.meta)
     out = [Annotation(canonical_position(doc.text, p), CALENDAR, "", None)
            for p, _ in date_mentions(doc.text, doc.meta)]
-    for fact in fact_spans(doc.text, titles, doc.meta.get(EXCLUDE_KEY), reaches):
+    for fact in fact_spans(doc.text, titles, doc.meta.get(EXCLUDE_KEY), supports):
         p = canonical_position(doc.text, fact.position)
         out += [Annotation(p, WIKISEARCH, q, None) for q in fact.queries]
         if fact.question:
@@ -262,17 +271,26 @@ def _wikisearch():
     return tool, tool.executor()
 
 
-def wikisearch_reaches(query: str, value: str, meta: Mapping) -> bool:
+def _names(text: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.,]){re.escape(name)}(?![\w]|[.,]\d)", text, re.IGNORECASE) is not None
+
+
+def wikisearch_supports(query: str, entity: str, value: str, meta: Mapping) -> bool:
     """Whether the WikiSearch call the execute stage will make (default options, this document's
-    own article left out) returns `value`."""
+    own article left out) returns `value` about `entity`: from the entity's own article, or in a
+    sentence that names the entity too."""
     tool, executor = _wikisearch()
     result = run_call(tool, executor, query, meta).result
-    return result is not None and re.search(rf"(?<![\w.,]){re.escape(value)}(?![\w]|[.,]\d)", result) is not None
+    if result is None or not _names(result, value):
+        return False
+    (title, _, _), = load_index().search(query, 1, meta.get(EXCLUDE_KEY))
+    return _title_norm(title) == _norm(entity) or any(_names(result[a:b], entity) and _names(result[a:b], value)
+                                                for a, b in sentences(result))
 
 
 def _facts_row(row: dict, doc_id: str, where: Where) -> tuple[Document, list[Annotation]]:
     doc = document_from_row(row, where, doc_id)  # the plain reader's rules: top-level fields become meta
-    return doc, fact_annotations(doc, index_titles(), wikisearch_reaches)
+    return doc, fact_annotations(doc, index_titles(), wikisearch_supports)
 
 
 FORMATS.register("facts", _facts_row)
