@@ -3,7 +3,8 @@ three built folders a finetune reads (`toolformer finetune --data DIR --out ...`
 
     OUT/augmented             kept calls of every tool merged per document (the paper's filter)
     OUT/augmented-no-calls    the same documents and split with no call (the fair control)
-    OUT/augmented-unfiltered  every call that executed, unscored (τ_f = -inf): the filter ablation
+    OUT/augmented-unfiltered  every call that executed, whatever its usefulness: the filter ablation
+                              (`build --min-usefulness=-inf` of the same curation)
 
     .venv/bin/python bench/multitool_corpora.py --out runs/multitool            # small (see below)
     .venv/bin/python bench/multitool_corpora.py --out runs/multitool --asdiv 1000 --gsm8k 2000 --sotu 3000 --leads 3000
@@ -33,23 +34,25 @@ from pathlib import Path
 
 from toolformer.config import FilterSettings, RunSettings, SampleSettings
 from toolformer.corpus.build import build_augmented, write_corpus
-from toolformer.corpus.facts import date_mentions, fact_spans, index_titles, wikipedia_lead_documents
+from toolformer.corpus.facts import (WIKISEARCH, date_mentions, fact_annotations, index_titles,
+                                     wikipedia_lead_documents, wikisearch_supports)
 from toolformer.pipeline.curate import curate
 from toolformer.run.lock import exclusive
 from toolformer.run.manifest import Run
 from toolformer.run.records import read_jsonl
-from toolformer.tools.wikisearch import EXCLUDE_KEY
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FOLDERS = {"filtered": "augmented", "no-calls": "augmented-no-calls", "unfiltered": "augmented-unfiltered"}
 
 
 def facts_corpus(path: Path, sotu: Path, n_sotu: int, n_leads: int, seed: int) -> None:
-    """SOTU passages that mention their own year and leads with a relation fact, seeded choices."""
+    """SOTU passages that mention their own year and leads with a fact WikiSearch supports (their
+    own article left out), seeded choices."""
     rng = random.Random(seed)
     passages = [r for r in map(json.loads, sotu.open()) if date_mentions(r["text"], {"year": r["year"]})]
     titles = index_titles()
-    leads = [d.to_json() for d in wikipedia_lead_documents() if fact_spans(d.text, titles, d.meta[EXCLUDE_KEY])]
+    leads = [d.to_json() for d in wikipedia_lead_documents()
+             if any(a.tool == WIKISEARCH for a in fact_annotations(d, titles, wikisearch_supports))]
     rows = rng.sample(passages, min(n_sotu, len(passages))) + rng.sample(leads, min(n_leads, len(leads)))
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
@@ -84,29 +87,26 @@ def main() -> None:
     facts = out / "facts.corpus.jsonl"
     if not facts.exists():
         facts_corpus(facts, data / "corpus" / "sotu_passages.jsonl", a.sotu, a.leads, a.seed)
-    sources = {"asdiv": (data / "math" / "asdiv.jsonl", "asdiv", "calculator", a.asdiv),
-               "gsm8k": (data / "math" / "gsm8k_train.jsonl", "gsm8k", "calculator", a.gsm8k),
-               "facts": (facts, "facts", "calendar,wikisearch,qa", None)}
+    sources = {"facts": (facts, "facts", "calendar,wikisearch,qa", None),
+               "asdiv": (data / "math" / "asdiv.jsonl", "asdiv", "calculator", a.asdiv),
+               "gsm8k": (data / "math" / "gsm8k_train.jsonl", "gsm8k", "calculator", a.gsm8k)}
     t0 = time.perf_counter()
     report: dict = {"sources": {}, "folders": {}}
     built: dict[str, list[Path]] = {k: [] for k in FOLDERS}
     for name, (corpus, fmt, tools, limit) in sources.items():
-        for variant, tau_f in (("filtered", a.tau_f), ("unfiltered", float("-inf"))):
-            run = f"{name}-{variant}"
-            figures = curate(RunSettings(run=run, runs_dir=str(runs), corpus=str(corpus), limit=limit, model=a.model,
-                                         no_progress=True, seed=a.seed, skip_bad=True),
-                             tools, SampleSettings(from_annotations=fmt), filter=FilterSettings(tau_f=tau_f))
-            stages = figures["stages"]
-            ingest = {k: v for k, v in figures["ingest"].items() if k != "skipped_examples"}
-            report["sources"].setdefault(name, {"ingest": ingest})[variant] = {
-                tool: {"candidates": stages[f"sample/{tool}"]["candidates"],
-                       "executed_ok": stages[f"execute/{tool}"]["executed_ok"],
-                       "kept": stages[f"filter/{tool}"]["kept"]} for tool in tools.split(",")}
-            run_dir = runs / run
-            built[variant].append(Path(build_augmented(run_dir, heldout=a.heldout, seed=a.seed)["out"]))
-            if variant == "filtered":
-                built["no-calls"].append(Path(build_augmented(run_dir, heldout=a.heldout, seed=a.seed,
-                                                              no_calls=True)["out"]))
+        figures = curate(RunSettings(run=name, runs_dir=str(runs), corpus=str(corpus), limit=limit, model=a.model,
+                                     no_progress=True, seed=a.seed, skip_bad=True),
+                         tools, SampleSettings(from_annotations=fmt), filter=FilterSettings(tau_f=a.tau_f))
+        stages = figures["stages"]
+        ingest = {k: v for k, v in figures["ingest"].items() if k != "skipped_examples"}
+        report["sources"][name] = {"ingest": ingest, **{
+            tool: {"candidates": stages[f"sample/{tool}"]["candidates"],
+                   "executed_ok": stages[f"execute/{tool}"]["executed_ok"],
+                   "kept": stages[f"filter/{tool}"]["kept"]} for tool in tools.split(",")}}
+        # the three corpora of one curation: the filter's calls, none, every executed call
+        for variant, options in (("filtered", {}), ("no-calls", {"no_calls": True}),
+                                 ("unfiltered", {"min_usefulness": float("-inf")})):
+            built[variant].append(Path(build_augmented(runs / name, heldout=a.heldout, seed=a.seed, **options)["out"]))
     for variant, folder in FOLDERS.items():
         report["folders"][folder] = merge(built[variant], out / folder, {"variant": variant, "seed": a.seed})
     report["seconds"] = round(time.perf_counter() - t0, 1)

@@ -196,7 +196,25 @@ def test_cli_flags(run):
     figures = args.func(args)
     assert figures["out"] == str(run / "augmented-no-calls") and figures["cap_dropped"] == 2
     assert figures["settings"] == {"max_per_tool": 1, "keep_uncalled_rate": 0.0, "heldout": 0.0, "seed": 0,
-                                   "no_calls": True}
+                                   "no_calls": True, "min_usefulness": None}
+
+
+def test_the_unfiltered_ablation_takes_every_executed_call(run):
+    """--min-usefulness=-inf: the call the filter dropped (usefulness 5.0, not kept) is written too,
+    in its own folder; a call that failed to execute (no usefulness) never is."""
+    failed = scored("b", "calculator", 0, "1 / 0", None, None, kept=False)
+    with open(run / "calculator" / "scored.jsonl", "a") as f:
+        f.write(json.dumps(failed) + "\n")
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(), command)
+    args = parser.parse_args(["build", "--run", run.name, "--runs-dir", str(run.parent), "--heldout", "0",
+                              "--min-usefulness=-inf"])
+    figures = args.func(args)
+    assert figures["out"] == str(run / "augmented-unfiltered") and figures["settings"]["min_usefulness"] == "-inf"
+    rows = {json.loads(line)["id"]: json.loads(line) for line in open(run / "augmented-unfiltered" / "train.jsonl")}
+    assert rows["a"]["text"].startswith("Of [Calculator(1400 * 1) → 1400] 1400 participants")
+    assert "b" not in rows and figures["calls_Calculator"] == 4
+    assert build_augmented(run, heldout=0.0)["calls_Calculator"] == 3  # the filter's own choice, unchanged
 
 
 def test_read_kept_calls_with_a_usefulness_threshold(run):

@@ -186,6 +186,9 @@ class BuildSettings:
     skip_bad: bool = opt(False, "skip malformed scored records (counted)")
     no_calls: bool = opt(False, "write the control corpus instead: the same documents and split with every "
                                 "call removed (the no-tool baseline), to <augmented folder>-no-calls/")
+    min_usefulness: float | None = opt(None, "take every scored call with usefulness ≥ this instead of the ones "
+                                             "the filter kept; --min-usefulness=-inf takes every call that "
+                                             "executed (the filter's ablation), to <augmented folder>-unfiltered/")
 
 
 # ---- finetune

@@ -9,7 +9,8 @@ def cmd_build(args) -> dict:
     from toolformer.corpus.build import build_augmented
     from toolformer.run.manifest import Run
     figures = build_augmented(Run(args.run, args.runs_dir).path, from_args(BuildSettings, args))
-    kind = "control corpus (no calls)" if args.no_calls else "augmented corpus"
+    kind = ("control corpus (no calls)" if args.no_calls else "augmented corpus" +
+            ("" if args.min_usefulness is None else f" (every call of usefulness ≥ {args.min_usefulness:g})"))
     print(f"{kind}: {figures['train']} train + {figures['validation']} validation documents in {figures['out']}")
     return figures
 

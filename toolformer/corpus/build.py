@@ -235,6 +235,8 @@ def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, 
     syntax = get_syntax(syntax_name)
     if out_dir is None:
         name = layout.AUGMENTED if syntax_name == own_syntax else f"{layout.AUGMENTED}-{syntax_name}"
+        if s.min_usefulness is not None:
+            name += "-unfiltered" if s.min_usefulness == float("-inf") else f"-min-usefulness-{s.min_usefulness:g}"
         out_dir = run_dir / (name + NO_CALLS_SUFFIX if s.no_calls else name)
     out_dir = Path(out_dir)
     if not 0 <= s.keep_uncalled_rate <= 1 or not 0 <= s.heldout < 1:
@@ -246,7 +248,7 @@ def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, 
                               conflict_dropped=0, cap_dropped=0, unrenderable_dropped=0, other_tool_dropped=0,
                               result_not_in_text_dropped=0)
     texts = {d.id: d.text for d in docs}
-    kept = read_kept_calls(run_dir, texts, skip_bad=s.skip_bad, stats=stats)
+    kept = read_kept_calls(run_dir, texts, s.min_usefulness, skip_bad=s.skip_bad, stats=stats)
     by_doc: dict[str, list[KeptCall]] = defaultdict(list)
     for call in select_calls(writable_calls(kept, syntax, texts, counts), s.max_per_tool, counts):
         by_doc[call.doc_id].append(call)
@@ -256,7 +258,8 @@ def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, 
                **dict(sorted(counts.items())), "skipped_bad": stats.skipped_bad,
                "skipped_examples": stats.examples,
                "settings": {"max_per_tool": s.max_per_tool, "keep_uncalled_rate": s.keep_uncalled_rate,
-                            "heldout": s.heldout, "seed": s.seed, "no_calls": s.no_calls}}
+                            "heldout": s.heldout, "seed": s.seed, "no_calls": s.no_calls,
+                            "min_usefulness": None if s.min_usefulness is None else str(s.min_usefulness)}}
     # one build at a time per output: a second one is refused, naming the first
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(out_dir, Run(run_dir.name, run_dir.parent), f"build of {out_dir.name}"):
