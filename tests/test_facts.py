@@ -231,3 +231,23 @@ def test_curate_real_documents(tmp_path, tiny_model_dir):
     for doc_id in mentions:
         assert f"[Calendar() → The year is {year[doc_id]}.] {year[doc_id]}" in out[doc_id]["text"]
     assert {c["tool"] for c in out[lead.id]["calls"]} == {"WikiSearch"}
+
+
+def test_candidates_are_placed_against_the_users_dump(tmp_path):
+    """--wiki-corpus: titles and WikiSearch's answers come from the dump the run will search, not the
+    embedded leads (a town only the dump knows gets its candidate; the embedded leads give none)."""
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text(json.dumps({"title": "Frobnitz", "text": "Frobnitz is a town in Zorbland. It was founded "
+                                "in 1234 by millers."}) + "\n" + json.dumps({"title": "Zorbland",
+                                "text": "Zorbland is a small country."}) + "\n")
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(json.dumps({"id": "d", "text": "Frobnitz was founded in 1234. Frobnitz has 1234 mills."}) + "\n")
+    embedded = [d.annotations for d in read_annotated(corpus, "facts")]
+    assert embedded == [()]
+    (doc,) = read_annotated(corpus, "facts", wiki_corpus=str(dump))
+    at_1234 = canonical_position(doc.document.text, doc.document.text.index("1234"))
+    assert [(a.position, a.tool, a.input) for a in doc.annotations] == [
+        (at_1234, "WikiSearch", "Frobnitz"), (at_1234, "WikiSearch", "Frobnitz founded"),
+        (at_1234, "QA", "When was Frobnitz founded?"),
+        (canonical_position(doc.document.text, doc.document.text.rindex("1234")), "WikiSearch", "Frobnitz")]
+    assert "frobnitz" in index_titles(str(dump)) and "frobnitz" not in index_titles()

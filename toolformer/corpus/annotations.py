@@ -28,6 +28,7 @@ examples). keep_disagreeing=True keeps annotations whose result disagrees, and c
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import re
 from collections import Counter
@@ -297,13 +298,16 @@ def _check_results(annotations: list[Annotation], where: Where, keep_disagreeing
 
 
 def read_annotated(path: str | Path, format: str, skip_bad: bool = False, stats: AnnotationStats | None = None,
-                   keep_disagreeing: bool = False) -> Iterator[AnnotatedDocument]:
+                   keep_disagreeing: bool = False, wiki_corpus: str | None = None) -> Iterator[AnnotatedDocument]:
     """Each JSONL row of `path` in the annotation `format` (see FORMATS) as the document without its
-    calls and its annotations, in file order."""
+    calls and its annotations, in file order. A format that searches Wikipedia to place its
+    candidates (a parser taking `wiki_corpus`) searches `wiki_corpus` (None: the embedded leads)."""
     path = Path(path)
     if not path.exists():
         raise UserFileNotFound(f"annotated data not found: {path}")
     parse_row = FORMATS.get(format)
+    if "wiki_corpus" in inspect.signature(parse_row).parameters:
+        parse_row = functools.partial(parse_row, wiki_corpus=wiki_corpus)
     stats = stats if stats is not None else AnnotationStats()
     records = ReadStats()
     seen: set[str] = set()

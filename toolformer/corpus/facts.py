@@ -29,7 +29,6 @@ document as `toolformer curate --corpus` reads it (top-level fields such as `yea
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from toolformer.corpus.calls import canonical_position
 from toolformer.run.records import Document, document_from_row
 from toolformer.tools import get_tool, run_call
 from toolformer.tools.calendar import MONTHS, WEEKDAYS, document_date, document_year
-from toolformer.tools.wikisearch import EXCLUDE_KEY, default_corpus, load_index
+from toolformer.tools.wikisearch import EXCLUDE_KEY, default_corpus, iter_articles, load_index
 
 RELATIONS_FILE = PROMPTS_DIR / "facts.txt"
 CALENDAR, WIKISEARCH, QA = (get_tool(k).name for k in ("calendar", "wikisearch", "qa"))
@@ -107,12 +106,11 @@ def _norm(name: str) -> str:
 
 
 @functools.cache
-def index_titles(corpus: Path | None = None) -> frozenset[str]:
-    """The article titles of the WikiSearch corpus (default: the embedded leads), as _norm gives
-    them, without a disambiguation suffix ("Mercury (planet)" -> "mercury")."""
-    data = json.loads(Path(corpus or default_corpus()).read_text(encoding="utf-8"))
-    entries = data.values() if isinstance(data, dict) else data
-    return frozenset(_title_norm(e["title"]) for e in entries)
+def index_titles(corpus: str | Path | None = None) -> frozenset[str]:
+    """The article titles of the WikiSearch corpus (default: the embedded leads; or a dump, as
+    --wiki-corpus takes it), as _norm gives them, without a disambiguation suffix
+    ("Mercury (planet)" -> "mercury")."""
+    return frozenset(_title_norm(title) for _, title, _ in iter_articles(Path(corpus or default_corpus())))
 
 
 def _title_norm(title: str) -> str:
@@ -266,31 +264,32 @@ def undated(docs: Iterable[Document]) -> int:
 
 
 @functools.cache
-def _wikisearch():
+def _wikisearch(corpus: str | None):
     tool = get_tool("wikisearch")
-    return tool, tool.executor()
+    return tool, tool.executor(**tool.corpus_options(corpus))
 
 
 def _names(text: str, name: str) -> bool:
     return re.search(rf"(?<![\w.,]){re.escape(name)}(?![\w]|[.,]\d)", text, re.IGNORECASE) is not None
 
 
-def wikisearch_supports(query: str, entity: str, value: str, meta: Mapping) -> bool:
-    """Whether the WikiSearch call the execute stage will make (default options, this document's
-    own article left out) returns `value` about `entity`: from the entity's own article, or in a
-    sentence that names the entity too."""
-    tool, executor = _wikisearch()
+def wikisearch_supports(query: str, entity: str, value: str, meta: Mapping, corpus: str | None = None) -> bool:
+    """Whether the WikiSearch call the execute stage will make (default options on `corpus`, this
+    document's own article left out) returns `value` about `entity`: from the entity's own article,
+    or in a sentence that names the entity too."""
+    tool, executor = _wikisearch(corpus)
     result = run_call(tool, executor, query, meta).result
     if result is None or not _names(result, value):
         return False
-    (title, _, _), = load_index().search(query, 1, meta.get(EXCLUDE_KEY))
+    (title, _, _), = load_index(corpus).search(query, 1, meta.get(EXCLUDE_KEY))
     return _title_norm(title) == _norm(entity) or any(_names(result[a:b], entity) and _names(result[a:b], value)
                                                 for a, b in sentences(result))
 
 
-def _facts_row(row: dict, doc_id: str, where: Where) -> tuple[Document, list[Annotation]]:
+def _facts_row(row: dict, doc_id: str, where: Where, wiki_corpus: str | None = None) -> tuple[Document, list[Annotation]]:
     doc = document_from_row(row, where, doc_id)  # the plain reader's rules: top-level fields become meta
-    return doc, fact_annotations(doc, index_titles(), wikisearch_supports)
+    return doc, fact_annotations(doc, index_titles(wiki_corpus),
+                                 functools.partial(wikisearch_supports, corpus=wiki_corpus))
 
 
 FORMATS.register("facts", _facts_row)
@@ -315,7 +314,5 @@ def copies_next_words(result: str | None, text: str, position: int, n: int = 8) 
 def wikipedia_lead_documents(corpus: Path | None = None) -> list[Document]:
     """The leads of the WikiSearch corpus (default: the embedded 10,033; CC BY-SA 4.0) as documents
     "wiki:<title>" that name their own article (meta wiki_title), so curation leaves it out."""
-    data = json.loads(Path(corpus or default_corpus()).read_text(encoding="utf-8"))
-    entries = data.values() if isinstance(data, dict) else data
-    return [Document(f"wiki:{e['title']}", e["extract"], {EXCLUDE_KEY: e["title"]})
-            for e in entries if e["extract"].strip()]
+    return [Document(f"wiki:{title}", text, {EXCLUDE_KEY: title})
+            for _, title, text in iter_articles(Path(corpus or default_corpus())) if text.strip()]

@@ -58,19 +58,21 @@ def check_format(format: str) -> None:
 
 
 def ingest_annotated(run: Run, corpus: str | Path, format: str, limit: int | None, skip_bad: bool,
-                     split: str = "train") -> dict:
+                     split: str = "train", wiki_corpus: str | None = None) -> dict:
     """Read an annotated corpus into the run: documents.jsonl (calls removed) and annotations.jsonl.
-    Returns the ingest counts: documents, annotations, skips per reason (with examples), the split."""
+    Returns the ingest counts: documents, annotations, skips per reason (with examples), the split.
+    wiki_corpus: the Wikipedia dump the run's WikiSearch reads (--wiki-corpus), for the formats that
+    search it to place candidates (facts)."""
     check_format(format)
     bench = BENCHMARKS.get(format) if format in BENCHMARKS else None
     split_of = bench.split if bench is not None and split == "train" else None
     source = {"annotations": format.lower(), "split": None if split_of is None else
               {"benchmark": bench.name, "part": "train", "test_fraction": split_of.test_fraction,
-               "seed": split_of.seed}}
+               "seed": split_of.seed}, **({"wiki_corpus": str(wiki_corpus)} if wiki_corpus else {})}
 
     def read(path: Path, limit: int | None, skip_bad: bool) -> tuple[list[Document], dict]:
         stats = AnnotationStats()
-        annotated = list(read_annotated(path, format, skip_bad, stats))
+        annotated = list(read_annotated(path, format, skip_bad, stats, wiki_corpus=wiki_corpus))
         left_out = 0
         if split_of is not None:
             annotated, test = split_rows(annotated, split_of.test_fraction, split_of.seed)

@@ -82,7 +82,8 @@ class Pipeline:
             return None
         if fmt:
             from toolformer.pipeline.annotated import ingest_annotated
-            return ingest_annotated(self.run, s.corpus, fmt, s.limit, s.skip_bad, self.sample_settings.annotation_split)
+            return ingest_annotated(self.run, s.corpus, fmt, s.limit, s.skip_bad, self.sample_settings.annotation_split,
+                                    self.execute_settings.wiki_corpus)
         return self.run.ingest(s.corpus, s.limit, s.skip_bad)
 
     def retrieved_docs(self, tools: list[Tool]) -> dict[str, set[str]] | None:
