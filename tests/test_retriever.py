@@ -457,3 +457,22 @@ def test_real_minilm_zero_shot_ranks_our_tools():
     ranked = rank_tools(DEFAULT_EMBEDDER, list(queries), all_tools(), k=4)
     assert [r[0] for r in ranked] == list(queries.values())
     assert all(sorted(r) == sorted(t.name for t in all_tools()) for r in ranked)
+
+
+def test_registered_tools_are_retrieved_by_their_uses_in_the_loop():
+    """Each tool's uses (questions and sentences it helps with) come before its call-syntax
+    examples, within what an encoder reads; BM25 over them offers the right tool for inputs
+    shaped like the benchmarks' (with the call-syntax examples alone it offered QA to the math
+    problem and Calculator to the others: no shared words but "Question")."""
+    from toolformer.tools import all_tools
+    for tool in all_tools():
+        text = tool.retrieval_text()
+        assert tool.uses and all(text.index(u) < text.index("Examples:") for u in tool.uses)
+    # the loop's tool sets: the paper keeps QA away from open questions, WikiSearch from LAMA
+    every = all_tools()
+    but = lambda name: [t for t in every if t.name != name]
+    cases = [("Question: A farmer has 24 cows and buys 18 more. How many cows does he have?", every, "Calculator"),
+             ("Question: What day of the week will it be in 3 days?", every, "Calendar"),
+             ("Question: where is the capital of peru?", but("QA"), "WikiSearch"),
+             ("Isaac Newton was born in", but("WikiSearch"), "QA")]
+    assert [rank_tools("bm25", [text], tools, k=1)[0][0] for text, tools, _ in cases] == [c[2] for c in cases]

@@ -43,6 +43,9 @@ class Tool:
     options: Mapping = field(default_factory=dict)  # default executor options
     meta_keys: tuple[str, ...] = ()  # document metadata the executor reads (results are cached per value)
     takes_input: bool = True         # False: the call is always Tool(), nothing to sample (Calendar)
+    # texts the tool helps to answer or continue, as a retriever's queries look (retrieval only,
+    # never in a prompt): the call-syntax examples alone are too unlike a question or a sentence
+    uses: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -66,8 +69,10 @@ class Tool:
         return {"corpus": wiki_corpus}
 
     def retrieval_text(self) -> str:
-        """What a tool retriever embeds for this tool."""
-        return f"{self.name}: {self.description}\nExamples:\n" + "\n".join(self.examples)
+        """What a tool retriever embeds for this tool: the uses before the examples, since an
+        encoder reads only its first max_length (128) tokens."""
+        uses = "For texts like:\n" + "\n".join(self.uses) + "\n" if self.uses else ""
+        return f"{self.name}: {self.description}\n{uses}Examples:\n" + "\n".join(self.examples)
 
 
 TOOLS: Registry[Tool] = Registry("tool")

@@ -87,6 +87,8 @@ TOOL = register(Tool(
         "This year, [Calendar() → Today is Monday, March 2, 2015.] 2015, the festival turns 50.",
         "The report is due next month, in [Calendar() → Today is Friday, April 19, 2013.] May.",
     ),
+    uses=("Question: What is the date today?", "Question: Which month comes after this one?",
+          "The accounts for the fiscal year ending June 30,", "Earlier this year, in"),
     tau_s=0.05, k=5, m=5, tau_f=1.0,
     make_executor=make_executor,
     heuristic=has_date,

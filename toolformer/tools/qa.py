@@ -128,6 +128,8 @@ TOOL = register(Tool(
         "[QA(What is the capital of Australia?) → Canberra]",
         "[QA(In which year did the Berlin Wall fall?) → 1989]",
     ),
+    uses=("Question: Who wrote Hamlet?", "Marie Curie was born in", "The capital of Kenya is",
+          "Charles Dickens died in"),
     tau_s=0.05, k=5, m=5, tau_f=1.0,   # paper defaults (Appendix A)
     make_executor=make_executor,
     heuristic=None,

@@ -504,6 +504,8 @@ TOOL = register(Tool(
         "[WikiSearch(Nile river length) → The Nile is a major north-flowing river in northeastern "
         "Africa. It is about 6,650 km long.]",
     ),
+    uses=("Question: who discovered penicillin?", "Question: what currency does japan use?",
+          "Question: where was the battle of hastings fought?", "The river rises in the mountains of"),
     tau_s=0.05, k=5, m=5, tau_f=1.0,   # paper defaults (Appendix A)
     make_executor=make_executor,
     heuristic=None,
