@@ -80,6 +80,15 @@ def test_inputs_come_from_the_text_before_the_span():
         assert f.entity in before and all(word in before for q in f.queries for word in q.split())
 
 
+def test_a_title_the_text_writes_in_lower_case_is_no_entity():
+    """"State" is a title of the index, but a text that also writes "state" means the common noun:
+    no "Where is State?" (a real SOTU passage had it); a proper name in the same text still counts."""
+    titles = frozenset({"state", "cuba"})
+    text = "The State was founded in 1790, the first state of its kind. Cuba was founded in 1902."
+    assert [(f.entity, f.value) for f in fact_spans(text, titles)] == [("Cuba", "1902")]
+    assert [(f.entity, f.value) for f in fact_spans("The State was founded in 1790.", titles)] == [("State", "1790")]
+
+
 def test_a_subject_the_text_has_not_named_yet_is_not_used():
     text = "She won the Nobel Prize. Marie Curie was a physicist."
     assert fact_spans(text, TITLES, subject="Marie Curie") == []

@@ -184,7 +184,10 @@ def fact_spans(text: str, titles: frozenset[str], subject: str | None = None,
     for bounds in sentences(text):
         s_start, s_end = bounds
         sentence = text[s_start:s_end]
-        mentions = title_mentions(sentence, titles)
+        # a one-word title the text also writes in lower case is a common noun ("State" and "state",
+        # "Government"), never an entity nor a value: SOTU passages made "Where is State?" of them
+        mentions = [(o, name) for o, name in title_mentions(sentence, titles)
+                    if " " in name or name.lower() not in lower_words]
         for rel in relations():
             for m in rel.pattern.finditer(sentence):
                 position = s_start + m.start("value")
@@ -203,9 +206,8 @@ def fact_spans(text: str, titles: frozenset[str], subject: str | None = None,
                                   " ".join(rel.question.format(**fill).split())))
         if supports is None:
             continue
-        # other years and numbers, and titles that are not common words written capitalised
-        values = [(m.start(), m.group()) for m in _GENERIC.finditer(sentence)] + \
-            [(o, name) for o, name in mentions if " " in name or name.lower() not in lower_words]
+        # other years and numbers, and the titles named
+        values = [(m.start(), m.group()) for m in _GENERIC.finditer(sentence)] + mentions
         for at, value in sorted(values):
             if s_start + at in seen:
                 continue
