@@ -88,7 +88,7 @@ TOOL = register(Tool(
         "The report is due next month, in [Calendar() → Today is Friday, April 19, 2013.] May.",
     ),
     uses=("Question: What is the date today?", "Question: Which month comes after this one?",
-          "The accounts for the fiscal year ending June 30,", "Earlier this year, in"),
+          "The new law takes effect next year, in", "Earlier this year, in"),
     tau_s=0.05, k=5, m=5, tau_f=1.0,
     make_executor=make_executor,
     heuristic=has_date,
