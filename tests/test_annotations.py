@@ -251,3 +251,20 @@ def test_whole_shared_files():
                                                              UNPARSEABLE: 222, FORMULA_VS_ANSWER: 47, DISAGREES: 6})
     _, stats = read(SHARED_MATH / "svamp.jsonl", "svamp", skip_bad=True)
     assert (stats.documents, dict(stats.skipped)) == (999, {DISAGREES: 1})
+
+
+def test_annotated_candidates_need_the_tokenizer_alone(tmp_path, monkeypatch):
+    """Cutting windows for annotated calls loads no model weights (on a Ray driver too): the
+    candidates are written with the model's tokenizer only, at the annotations' positions."""
+    import toolformer.lm.backend
+    from toolformer.cli import main
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(toolformer.lm.backend, "get_backend", no_model)
+    corpus = write(tmp_path / "g.jsonl", GSM8K)
+    assert main(["sample", "--tool", "calculator", "--run", "r", "--runs-dir", str(tmp_path), "--corpus", str(corpus),
+                 "--from-annotations", "gsm8k", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "r" / "calculator" / "candidates.jsonl").open()]
+    assert [r["input"] for r in rows] == ["48/2", "48+24", "12/60", "0.2*50", "2*20*.01", ".4*1000"]

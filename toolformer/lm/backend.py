@@ -119,6 +119,13 @@ class TokenizerText:
         return self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
 
 
+class TokenizerOnly(TokenizerText):
+    """A tokenizer's text methods without a model's weights: for a stage that only cuts windows."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+
 def get_backend(model_ref: str, backend: str = "hf", **kwargs) -> LMBackend:
     """The registered backend `backend` serving `model_ref` (kwargs: adapter, device, batch budgets)."""
     return BACKENDS.get(backend)(model_ref, **kwargs)

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 from toolformer.benchmarks import BENCHMARKS
 from toolformer.corpus import facts  # registers the "facts" format
 from toolformer.corpus.annotations import FORMATS, AnnotationStats, read_annotated, split_rows
 from toolformer.corpus.syntax import CallSyntax
 from toolformer.errors import UserError, UserValueError
-from toolformer.lm.backend import LMBackend
+from toolformer.lm.backend import TokenizerOnly
 from toolformer.lm.loading import model_tokenizer
 from toolformer.pipeline.sample import candidate_record
 from toolformer.pipeline.stage import Stage
@@ -100,10 +99,9 @@ class AnnotationStage(Stage):
     counts = ("documents", "windows", "annotations", "other_tools", "inside_a_token", "at_the_end", "duplicates",
               "candidates")
 
-    def __init__(self, run: Run, tool: Tool, syntax: CallSyntax, window: int, model: str,
-                 load_lm: Callable[[], LMBackend]):
+    def __init__(self, run: Run, tool: Tool, syntax: CallSyntax, window: int, model: str):
         super().__init__(run, tool)
-        self.syntax, self.window, self.model, self.load_lm = syntax, window, model, load_lm
+        self.syntax, self.window, self.model = syntax, window, model
         # facts proposes a tool only where its heuristic holds (Calendar: a dated document); the
         # report's funnel shows how many documents that leaves
         self.by_heuristic = (run.config().source or {}).get("annotations") == "facts" and tool.heuristic is not None
@@ -111,8 +109,8 @@ class AnnotationStage(Stage):
             self.counts = self.counts + ("documents_heuristic",)
 
     @cached_property
-    def lm(self) -> LMBackend:
-        return self.load_lm()
+    def text(self) -> TokenizerOnly:
+        return TokenizerOnly(model_tokenizer(self.model))  # the tokenizer alone, never the weights
 
     def model_spec(self) -> None:
         return None  # tokenising only: it runs on the driver, never on Ray workers
@@ -124,7 +122,7 @@ class AnnotationStage(Stage):
                             f"--from-annotations FORMAT on a new --run")
         return {"source": "annotations", "format": source["annotations"], "split": source["split"],
                 "model": self.model, "syntax": self.syntax.name, "window": self.window,
-                "tokenizer": tokenizer_fingerprint(model_tokenizer(self.model))}
+                "tokenizer": tokenizer_fingerprint(self.text.tokenizer)}
 
     def start(self, output, docs) -> None:
         path = self.run.path / layout.ANNOTATIONS
@@ -142,7 +140,7 @@ class AnnotationStage(Stage):
             counts["documents_heuristic"] = sum(self.tool.heuristic(d.text, d.meta) for d in docs)
         records, seen = [], set()
         for doc in docs:
-            windows = document_windows(self.lm, doc, self.window)
+            windows = document_windows(self.text, doc, self.window)
             counts["windows"] += len(windows)
             # the first token that starts at each character: (window, index in it)
             token_at: dict[int, tuple[int, int]] = {}

@@ -109,7 +109,7 @@ class Pipeline:
         if self.sample_settings.from_annotations:
             from toolformer.pipeline.annotated import AnnotationStage
             return self._run(AnnotationStage(self.run, tool, self.syntax(), self.sample_settings.window,
-                                             self.settings.model, self.lm))
+                                             self.settings.model))
         from toolformer.pipeline.sample import SampleStage
         return self._run(SampleStage(self.run, tool, self.syntax(), self.sample_settings, self.sampler_model(),
                                      self.sampler_lm, self.settings.seed, only_docs))

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from toolformer.errors import UserValueError
-from toolformer.lm.backend import LMBackend
+from toolformer.lm.backend import TokenizerText
 from toolformer.run.manifest import StageRecord
 from toolformer.run.records import Document
 
@@ -28,7 +28,7 @@ class Window:
     text: str                   # the window's text (fills the prompt's Input slot)
 
 
-def document_windows(lm: LMBackend, doc: Document, size: int) -> list[Window]:
+def document_windows(lm: TokenizerText, doc: Document, size: int) -> list[Window]:
     """Tokenise " " + text once (so x reads naturally after "Output:") and cut it into windows."""
     ids, offsets = lm.encode_with_offsets(" " + doc.text)
     starts = [max(0, a - 1) for a, _ in offsets]
