@@ -76,6 +76,20 @@ def test_the_command_takes_a_corpus_and_an_output_folder_without_a_run(run, tiny
     assert (out / "adapter" / "adapter_config.json").exists() and json.loads((out / "finetune.json").read_text())["steps"] == 1
 
 
+def test_several_built_corpora_train_together_in_one_syntax(run, tiny_dir, tmp_path):
+    """--data A,B: both corpora's train and validation documents, side by side; one call syntax."""
+    from toolformer.errors import UserValueError
+    other = tmp_path / "other"
+    shutil.copytree(run / "augmented", other)
+    figures = finetune(run, model=tiny_dir, out_dir=tmp_path / "m", data=f"{run / 'augmented'},{other}",
+                       **{**SETTINGS, "max_steps": 1})
+    assert (figures["train_documents"], figures["validation_documents"]) == (20, 4)
+    built = json.loads((other / "build.json").read_text())
+    (other / "build.json").write_text(json.dumps({**built, "syntax": "hw3"}))
+    with pytest.raises(UserValueError, match="different call syntaxes"):
+        finetune(run, model=tiny_dir, out_dir=tmp_path / "m2", data=f"{run / 'augmented'},{other}", **SETTINGS)
+
+
 def test_resume_continues_where_it_stopped(run, tiny_dir, tmp_path):
     from safetensors.torch import load_file
     from transformers import TrainerCallback

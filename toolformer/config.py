@@ -197,7 +197,8 @@ class BuildSettings:
 class FinetuneSettings:
     """`toolformer finetune`: causal-LM training on a run's augmented corpus (LoRA or full)."""
     model: str = opt(DEFAULT_LM, "base model: hub id, local folder, .gguf file or embedded alias")
-    data: str | None = opt(None, "augmented corpus folder (default: RUNS_DIR/NAME/augmented)")
+    data: str | None = opt(None, "augmented corpus folder, or several separated by commas, trained on together "
+                                 "(default: RUNS_DIR/NAME/augmented)")
     out_dir: str | None = opt(None, "output folder (default: RUNS_DIR/NAME/model)", flag="--out")
     full: bool = opt(False, "full finetuning instead of LoRA")
     lora_r: int = opt(8, "LoRA rank")

@@ -202,24 +202,32 @@ def _quiet_logs(trainer) -> None:
         trainer.add_callback(LossOnTheBar())
 
 
-def _load_corpus(data: Path, tokenizer, s: FinetuneSettings, counts: dict):
-    """(syntax name, train dataset, validation dataset or None) of a built augmented corpus."""
+def _load_corpus(folders: list[Path], tokenizer, s: FinetuneSettings, counts: dict):
+    """(syntax name, train dataset, validation dataset or None) of one or more built augmented
+    corpora (e.g. a math run's and a facts run's), their splits side by side; one call syntax."""
     from datasets import Dataset, load_from_disk
 
-    if not (data / "dataset_dict.json").exists():
-        raise UserFileNotFound(f"{data} is not an augmented corpus: run `toolformer build` on the run first")
-    built = json.loads((data / "build.json").read_text()) if (data / "build.json").exists() else {}
-    syntax_name = built.get("syntax", "toolformer")
+    syntaxes, train_texts, val_texts = {}, [], []
+    for data in folders:
+        if not (data / "dataset_dict.json").exists():
+            raise UserFileNotFound(f"{data} is not an augmented corpus: run `toolformer build` on the run first")
+        built = json.loads((data / "build.json").read_text()) if (data / "build.json").exists() else {}
+        syntaxes[str(data)] = built.get("syntax", "toolformer")
+        splits = load_from_disk(str(data))
+        if len(splits["train"]) == 0:
+            raise UserValueError(f"{data}: the train split is empty (no document has a kept call?)")
+        train_texts += splits["train"]["text"]
+        val_texts += splits["validation"]["text"] if "validation" in splits else []
+    if len(set(syntaxes.values())) > 1:
+        raise UserValueError("the corpora are written in different call syntaxes: "
+                             + ", ".join(f"{k} ({v})" for k, v in syntaxes.items()))
+    syntax_name = next(iter(syntaxes.values()))
     syntax = get_syntax(syntax_name)
-    splits = load_from_disk(str(data))
-    if len(splits["train"]) == 0:
-        raise UserValueError(f"{data}: the train split is empty (no document has a kept call?)")
 
     def rows(texts):
         return Dataset.from_list(tokenize(list(texts), tokenizer, syntax, s.max_length, s.mask_results, counts))
 
-    val_texts = list(splits["validation"]["text"]) if "validation" in splits else []
-    return syntax_name, rows(splits["train"]["text"]), rows(val_texts) if val_texts else None
+    return syntax_name, rows(train_texts), rows(val_texts) if val_texts else None
 
 
 def _training_args(s: FinetuneSettings, checkpoints: Path, lr: float, validate: bool):
@@ -278,7 +286,7 @@ def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, call
 
     s = replace(settings or FinetuneSettings(), **fields)
     run_dir = Path(run_dir)
-    data = Path(s.data or run_dir / "augmented")
+    data = [Path(d) for d in s.data.split(",")] if s.data else [run_dir / "augmented"]
     out_dir = Path(s.out_dir or run_dir / "model")
     tokenizer = load_tokenizer(s.model)
     counts = {"truncated": 0, "masked_tokens": 0}
@@ -305,7 +313,7 @@ def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, call
     state = trainer.state
 
     info = {"base_model": s.model, "syntax": syntax_name, "method": "full" if s.full else "lora",
-            "mask_results": s.mask_results, "data": str(data)}
+            "mask_results": s.mask_results, "data": ",".join(map(str, data))}
     train_losses = [h["loss"] for h in state.log_history if "loss" in h]
     best = state.best_metric
     figures = {
