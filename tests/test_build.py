@@ -199,6 +199,17 @@ def test_cli_flags(run):
                                    "no_calls": True, "min_usefulness": None}
 
 
+def test_the_build_line_says_calls_per_tool_and_what_was_left_out(run, capsys):
+    from toolformer.cli import main
+    where = ["--run", run.name, "--runs-dir", str(run.parent), "--heldout", "0"]
+    assert main(["build", *where, "--max-per-tool", "1"]) == 0
+    assert capsys.readouterr().out == (f"augmented corpus: 1 train + 0 validation documents in {run / 'augmented'}; "
+                                       f"calls: Calculator 1, Calendar 1; left out: 2 cap, 2 conflict\n")
+    assert main(["build", *where, "--no-calls"]) == 0  # a control has no calls to count
+    assert capsys.readouterr().out == (f"control corpus (no calls): 3 train + 0 validation documents in "
+                                       f"{run / 'augmented-no-calls'}; left out: 2 conflict\n")
+
+
 def test_the_unfiltered_ablation_takes_every_executed_call(run):
     """--min-usefulness=-inf: the call the filter dropped (usefulness 5.0, not kept) is written too,
     in its own folder; a call that failed to execute (no usefulness) never is."""

@@ -11,7 +11,14 @@ def cmd_build(args) -> dict:
     figures = build_augmented(Run(args.run, args.runs_dir).path, from_args(BuildSettings, args))
     kind = ("control corpus (no calls)" if args.no_calls else "augmented corpus" +
             ("" if args.min_usefulness is None else f" (every call of usefulness ≥ {args.min_usefulness:g})"))
-    print(f"{kind}: {figures['train']} train + {figures['validation']} validation documents in {figures['out']}")
+    calls = ", ".join(f"{k.removeprefix('calls_')} {n}" for k, n in figures.items()
+                      if k.startswith("calls_") and not args.no_calls)
+    dropped = ", ".join(f"{n} {k.removesuffix('_dropped').replace('_', ' ')}" for k, n in figures.items()
+                        if k.endswith("_dropped") and n)
+    if figures["skipped_bad"]:
+        dropped += (", " if dropped else "") + f"{figures['skipped_bad']} bad records skipped"
+    print(f"{kind}: {figures['train']} train + {figures['validation']} validation documents in {figures['out']}"
+          f"{f'; calls: {calls}' if calls else ''}{f'; left out: {dropped}' if dropped else ''}")
     return figures
 
 
