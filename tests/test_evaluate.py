@@ -283,6 +283,16 @@ def read_records(path):
     return [json.loads(line) for line in open(path)]
 
 
+def test_the_eval_line_says_how_many_rows_were_left_out(tmp_path, tiny_model, svamp_file, capsys):
+    from toolformer.cli import main
+    rows = open(svamp_file).read() + json.dumps({"Body": "Ann is 3.", "Question": "Who?", "Answer": "Ann"}) + "\n"
+    (tmp_path / "mixed.jsonl").write_text(rows)
+    assert main(["eval", "--benchmark", "svamp", "--model", tiny_model, "--data-file", str(tmp_path / "mixed.jsonl"),
+                 "--limit", "2", "--tools", "off", "--max-new-tokens", "2", "--out", str(tmp_path / "e"),
+                 "--no-progress"]) == 0
+    assert "svamp (2 examples, all, 1 not scorable, left out):  tools off" in capsys.readouterr().out
+
+
 def test_evaluate_end_to_end_writes_records_summary_and_table(tmp_path, tiny_model, svamp_file):
     table = tmp_path / "results.md"
     summary = evaluate(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=4, tools="both",

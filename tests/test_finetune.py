@@ -74,6 +74,7 @@ def test_the_command_takes_a_corpus_and_an_output_folder_without_a_run(run, tiny
         in capsys.readouterr().err
     assert main(["finetune", "--data", str(run / "augmented"), "--out", str(out), *flags]) == 0
     assert (out / "adapter" / "adapter_config.json").exists() and json.loads((out / "finetune.json").read_text())["steps"] == 1
+    assert "finetuned 1 steps on 10 train + 2 validation documents; held-out perplexity" in capsys.readouterr().out
 
 
 def test_several_built_corpora_train_together_in_one_syntax(run, tiny_dir, tmp_path):

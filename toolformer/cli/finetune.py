@@ -27,8 +27,10 @@ def cmd_finetune(args) -> dict | None:
     if not figures["main_process"]:  # data-parallel: the first process reports
         return None
     ppl = figures["best_perplexity"]
-    print(f"finetuned {figures['steps']} steps; held-out perplexity {ppl:.2f}" if ppl else
-          f"finetuned {figures['steps']} steps (no validation split)")
+    cut = f", {figures['truncated']} cut at {settings.max_length} tokens" if figures["truncated"] else ""
+    print(f"finetuned {figures['steps']} steps on {figures['train_documents']} train + "
+          f"{figures['validation_documents']} validation documents{cut}; "
+          + (f"held-out perplexity {ppl:.2f}" if ppl else "no validation split"))
     print(f"saved: {figures.get('adapter') or figures.get('model')}" +
           (f" and {figures['merged']}" if "merged" in figures else ""))
     return figures
