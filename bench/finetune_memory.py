@@ -7,10 +7,11 @@ its peak RSS is the whole stage's: model, optimizer, activations, logits, evalua
   naive  the plain transformers Trainer (the model's loss over [batch, length, vocab] fp32 logits),
          every activation kept: finetune as it was
   ours   finetune as it is: the loss at label positions only, the LM head a chunk at a time,
-         activation checkpointing
+         activation checkpointing, the memory a step freed handed back to the system (malloc_trim)
+  ours without returning freed memory: what glibc's fragmented heap keeps of freed activations
   ours without checkpointing: what the loss alone brings
-  ours with a fixed mmap threshold (glibc): what the allocator's fragmentation costs (not the
-         default: the page faults cost more CPU than checkpointing)
+  ours with a fixed mmap threshold (glibc), instead of returning freed memory: large blocks
+         straight from and back to the system (page faults on every allocation cost CPU)
 
 The corpus is --data (a built augmented folder, e.g. the demo's runs/demo/augmented), else the
 GSM8K training slice shipped in the package (the demo's data without a data folder), written as
@@ -33,9 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # FinetuneSettings fields per variant
-VARIANTS = {"naive": {"gradient_checkpointing": False}, "ours": {},
+VARIANTS = {"naive": {"gradient_checkpointing": False, "return_freed_memory": False}, "ours": {},
+            "ours without returning freed memory": {"return_freed_memory": False},
             "ours without checkpointing": {"gradient_checkpointing": False},
-            "ours with a fixed mmap threshold": {}}
+            "ours with a fixed mmap threshold": {"return_freed_memory": False}}
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
@@ -84,6 +86,7 @@ def main() -> None:
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--data", help="a built augmented corpus folder (default: the shipped GSM8K slice)")
     p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--variants", default=",".join(VARIANTS), help="which variants, comma-separated (naive first)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -92,17 +95,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = a.data or str(shipped_corpus(Path(tmp)))
         results = {}
-        for variant in VARIANTS:
+        for variant in a.variants.split(","):
             proc = subprocess.run([sys.executable, __file__, "--child", variant, "--data", data, "--out",
                                    str(Path(tmp) / f"v{len(results)}"), "--steps", str(a.steps),
                                    "--model", a.model], capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
             results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
-    naive = results["naive"]
+    naive = results[next(iter(results))]  # the first variant: naive unless --variants says otherwise
     print(json.dumps({
         "data": a.data or "shipped GSM8K slice", "batch": 8, "max_length": 256, "steps": a.steps,
         "peak_rss_mb": {v: r["peak_rss_mb"] for v, r in results.items()},
+        "ratios_to": next(iter(results)),
         "rss_ratio_to_naive": {v: round(r["peak_rss_mb"] / naive["peak_rss_mb"], 2) for v, r in results.items()},
         "seconds_per_step": {v: r["seconds_per_step"] for v, r in results.items()},
         "cpu_seconds_ratio_to_naive": {v: round(r["cpu_seconds"] / naive["cpu_seconds"], 2) for v, r in results.items()},

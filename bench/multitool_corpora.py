@@ -13,8 +13,9 @@ Sources (each curated in its own run under OUT/runs, since a run reads one annot
 `toolformer build` merges the kept calls of all tools per document within each run):
   math     ASDiv's train split (format asdiv: the split `eval` holds out is never read) and GSM8K
            train solutions (format gsm8k), Calculator annotations;            CC BY-NC 4.0 / MIT
-  facts    State of the Union passages that mention their own year (public domain) and Wikipedia
-           leads with a relation fact (CC BY-SA 4.0; each left out of the index while curated),
+  facts    State of the Union passages that mention their own year, asked it (public domain), Wikipedia
+           leads with a relation fact and such facts asked as questions (CC BY-SA 4.0; each left out
+           of the index while curated),
            format facts: Calendar, WikiSearch and QA candidates (toolformer/corpus/facts.py).
 Measured: --asdiv 40 --gsm8k 40 --sotu 30 --leads 30 took 22.5 min wall, 1.5 GB peak, on 2 cores shared
 with ~5 other jobs (load ~10); the defaults (40/20/25/25) are smaller for that reason, not re-timed.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from collections import Counter
@@ -34,8 +34,7 @@ from pathlib import Path
 
 from toolformer.config import FilterSettings, RunSettings, SampleSettings
 from toolformer.corpus.build import build_augmented, write_corpus
-from toolformer.corpus.facts import (WIKISEARCH, date_mentions, fact_annotations, index_titles,
-                                     wikipedia_lead_documents, wikisearch_supports)
+from toolformer.corpus.facts import facts_corpus
 from toolformer.pipeline.curate import curate
 from toolformer.run.lock import exclusive
 from toolformer.run.manifest import Run
@@ -43,18 +42,6 @@ from toolformer.run.records import read_jsonl
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FOLDERS = {"filtered": "augmented", "no-calls": "augmented-no-calls", "unfiltered": "augmented-unfiltered"}
-
-
-def facts_corpus(path: Path, sotu: Path, n_sotu: int, n_leads: int, seed: int) -> None:
-    """SOTU passages that mention their own year and leads with a fact WikiSearch supports (their
-    own article left out), seeded choices."""
-    rng = random.Random(seed)
-    passages = [r for r in map(json.loads, sotu.open()) if date_mentions(r["text"], {"year": r["year"]})]
-    titles = index_titles()
-    leads = [d.to_json() for d in wikipedia_lead_documents()
-             if any(a.tool == WIKISEARCH for a in fact_annotations(d, titles, wikisearch_supports))]
-    rows = rng.sample(passages, min(n_sotu, len(passages))) + rng.sample(leads, min(n_leads, len(leads)))
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def merge(builds: list[Path], out: Path, figures: dict) -> dict:
@@ -76,6 +63,7 @@ def main() -> None:
     p.add_argument("--gsm8k", type=int, default=20, help="GSM8K train solutions")
     p.add_argument("--sotu", type=int, default=25, help="dated State of the Union passages")
     p.add_argument("--leads", type=int, default=25, help="Wikipedia leads")
+    p.add_argument("--questions", type=int, default=25, help="relation facts of leads asked as questions")
     p.add_argument("--tau-f", default=None, help="τ_f for every tool, or tool=value,... (default: each tool's own)")
     p.add_argument("--heldout", type=float, default=0.1)
     p.add_argument("--model", default="smollm2-135m-instruct")
@@ -86,7 +74,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     facts = out / "facts.corpus.jsonl"
     if not facts.exists():
-        facts_corpus(facts, data / "corpus" / "sotu_passages.jsonl", a.sotu, a.leads, a.seed)
+        rows = facts_corpus(data / "corpus" / "sotu_passages.jsonl", a.sotu, a.leads, a.questions, a.seed)
+        facts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     sources = {"facts": (facts, "facts", "calendar,wikisearch,qa", None),
                "asdiv": (data / "math" / "asdiv.jsonl", "asdiv", "calculator", a.asdiv),
                "gsm8k": (data / "math" / "gsm8k_train.jsonl", "gsm8k", "calculator", a.gsm8k)}

@@ -151,6 +151,29 @@ def test_annotations_of_a_document():
     ]
 
 
+def test_a_question_document_gets_its_queries_and_question_before_the_answer():
+    """A relation fact asked as a question (facts_corpus): WikiSearch with each of the entity's queries
+    that finds the answer (its own article left out) and QA with the question, before the answer;
+    a query whose result lacks the answer is no candidate."""
+    from toolformer.corpus.facts import question_rows
+    busan = next(d for d in facts.wikipedia_lead_documents() if d.id == "wiki:Busan")
+    rows = question_rows(busan, index_titles())
+    assert rows and all(r["id"].startswith("wiki:Busan#q") and r["meta"][EXCLUDE_KEY] == "Busan" for r in rows)
+    meta = {EXCLUDE_KEY: "Busan", "entity": "Busan", "queries": ["Busan", "Busan population"]}
+    doc = Document("q", "Question: Where is Busan located?\nAnswer: South Korea", meta)
+    p = doc.text.index("\nAnswer:") + len("\nAnswer:")
+    assert fact_annotations(doc, index_titles(), wikisearch_supports) == [
+        Annotation(p, "WikiSearch", "Busan", None), Annotation(p, "WikiSearch", "Busan population", None),
+        Annotation(p, "QA", "Where is Busan located?", None)]
+    # Daegu's lead, which WikiSearch returns for both queries, does not hold Busan's population
+    doc = Document("q", "Question: What is the population of Busan?\nAnswer: 3.3 million", meta)
+    p = doc.text.index("\nAnswer:") + len("\nAnswer:")
+    assert fact_annotations(doc, index_titles(), wikisearch_supports) == [
+        Annotation(p, "QA", "What is the population of Busan?", None)]
+    # the same text without the queries in meta is plain text: no relation trigger there
+    assert fact_annotations(Document("q", doc.text, {EXCLUDE_KEY: "Busan"}), index_titles(), wikisearch_supports) == []
+
+
 def test_read_annotated_facts_format(tmp_path):
     path = tmp_path / "docs.jsonl"
     rows = [{"id": "sotu", "text": "In 1903 the census of Warsaw was taken.", "year": 1903},

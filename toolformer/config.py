@@ -218,6 +218,8 @@ class FinetuneSettings:
     bf16: bool = opt(False, "bf16 autocast: a GPU, or a CPU with AVX512-BF16/AMX (1.3× faster measured on 135M LoRA)")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass instead of keeping "
                                              "them: less memory for some more compute")
+    return_freed_memory: bool = opt(True, "hand the memory a step freed back to the system after each step "
+                                          "(glibc malloc_trim): a lower peak RSS for a little CPU")
     seed: int = opt(0, "seed of the LoRA init, the data order and dropout")
     progress: bool = opt(True, "show a progress bar")
 
@@ -429,18 +431,24 @@ class ToolSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class DemoSettings:
-    """`toolformer demo`: annotated math problems -> a 135M model that uses the calculator, against
-    the same finetuning without calls. Defaults sized for 20 minutes on 2 CPU cores."""
-    run: str = opt("demo", "run name: everything goes to RUNS_DIR/NAME/")
+    """`toolformer demo`: annotated math problems and a facts slice -> a 135M model that calls the
+    calculator, Calendar, WikiSearch and QA, against the same finetuning without calls. Defaults
+    sized for 20 minutes on 2 CPU cores."""
+    run: str = opt("demo", "demo folder: its runs (math, facts), models and evaluations go to RUNS_DIR/NAME/")
     runs_dir: str = opt("runs", "folder holding runs")
     data_dir: str | None = opt(None, "data folder with math/asdiv.jsonl and math/svamp.jsonl (default: "
-                                     "$TOOLFORMER_DATA): train on ASDiv's train split, evaluate on SVAMP. "
-                                     "Without it: the GSM8K slices shipped in the package")
-    documents: int = opt(480, "annotated documents curated and trained on")
+                                     "$TOOLFORMER_DATA): train on ASDiv's train split, evaluate on SVAMP, and "
+                                     "on NQ where it has qa/nq_test.jsonl. Without it: the GSM8K slices "
+                                     "shipped in the package")
+    model: str = opt(DEFAULT_LM, "base model: hub id, local folder, .gguf file or embedded alias")
+    documents: int = opt(480, "annotated math documents curated")
+    facts_documents: int = opt(240, "documents of the shipped facts slice curated (dated speeches and "
+                                    "Wikipedia leads, mixed)")
     steps: int = opt(60, "finetuning steps (each model)")
     batch_size: int = opt(8, "documents per finetuning step")
     lr: float = opt(2e-3, "learning rate of the LoRA finetune")
     # the answer, one or two tokens, is all that follows a call here: usefulness stays small
-    tau_f: float = opt(0.25, "filtering threshold (the calculator's own is 0.5)")
-    limit: int = opt(100, "evaluation examples")
+    tau_f: str = opt("calculator=0.25,calendar=0.5,wikisearch=0.5,qa=0.5",
+                     "filtering thresholds, per tool: half the paper's (0.5 calculator, 1.0 the others)")
+    limit: int = opt(100, "evaluation examples per benchmark")
     progress: bool = opt(True, "a progress bar per long step (--no-progress: none)")

@@ -12,6 +12,7 @@ def cmd_demo(args) -> dict:
 
 
 def add_commands(sub, command) -> None:
-    p = command(sub, "demo", cmd_demo, "annotated math problems -> a 135M model that uses the calculator, "
-                                      "compared with the same finetuning without calls")
+    p = command(sub, "demo", cmd_demo, "math problems and a facts slice -> one 135M model that calls "
+                                      "Calculator, Calendar, WikiSearch and QA, against the same finetuning "
+                                      "without calls")
     add_flags(p, DemoSettings)

@@ -56,6 +56,12 @@ VALUES = {"year": _YEAR, "number": _NUMBER, "name": _NAME}
 _GENERIC = re.compile(rf"{_YEAR}|(?=\d\d|\d,\d){_NUMBER}")
 GENERIC = "generic"
 
+# a question document (facts_corpus): a relation fact of a lead asked with its QA template
+QUESTION_DOCUMENT = re.compile(r"Question: (?P<question>[^\n]+)\nAnswer: (?P<answer>[^\n]+)")
+QUERIES_KEY, ENTITY_KEY = "queries", "entity"
+# what a dated speech is asked: the Calendar's year is the answer (not Dateset's own wording)
+YEAR_QUESTION = "\nQuestion: In what year was this address given?\nAnswer: {year}"
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[“])")
 _PHRASE = re.compile(_NAME)
 _PRONOUN = re.compile(r"(?:He|She|It|They|His|Her|Its|Their|This|These)\b")
@@ -252,6 +258,13 @@ def fact_annotations(doc: Document, titles: frozenset[str],
         supports = functools.partial(supports, meta=doc.meta)
     out = [Annotation(canonical_position(doc.text, p), CALENDAR, "", None)
            for p, _ in date_mentions(doc.text, doc.meta)]
+    asked = QUESTION_DOCUMENT.fullmatch(doc.text) if QUERIES_KEY in doc.meta else None
+    if asked:  # a question document: its answer is the fact, its meta the entity's queries
+        queries = [q for q in doc.meta[QUERIES_KEY]
+                   if supports is None or supports(q, doc.meta[ENTITY_KEY], asked["answer"])]
+        p = canonical_position(doc.text, asked.start("answer"))
+        return out + [Annotation(p, WIKISEARCH, q, None) for q in queries] + [
+            Annotation(p, QA, asked["question"], None)]
     for fact in fact_spans(doc.text, titles, doc.meta.get(EXCLUDE_KEY), supports):
         p = canonical_position(doc.text, fact.position)
         out += [Annotation(p, WIKISEARCH, q, None) for q in fact.queries]
@@ -318,3 +331,40 @@ def wikipedia_lead_documents(corpus: Path | None = None) -> list[Document]:
     "wiki:<title>" that name their own article (meta wiki_title), so curation leaves it out."""
     return [Document(f"wiki:{title}", text, {EXCLUDE_KEY: title})
             for _, title, text in iter_articles(Path(corpus or default_corpus())) if text.strip()]
+
+
+def question_rows(doc: Document, titles: frozenset[str]) -> list[dict]:
+    """The relation facts of a lead asked as questions ("Question: What is the capital of Liberia?
+    Answer: Monrovia"): one document each whose WikiSearch queries find the fact elsewhere (its own
+    article left out). The question comes from the relation's template, the answer is the lead's
+    own text; meta keeps the article (left out while curated), the entity and its queries."""
+    supports = functools.partial(wikisearch_supports, meta=doc.meta)
+    rows = []
+    for fact in fact_spans(doc.text, titles, doc.meta.get(EXCLUDE_KEY), supports):
+        if fact.question and fact.queries and _norm(fact.value) != _norm(fact.entity):  # not "Where is India? India"
+            rows.append({"id": f"{doc.id}#q{len(rows) + 1}", "text": f"Question: {fact.question}\nAnswer: {fact.value}",
+                         "meta": {**doc.meta, ENTITY_KEY: fact.entity, QUERIES_KEY: list(fact.queries)}})
+    return rows
+
+
+def facts_corpus(sotu: Path | None, n_sotu: int, n_leads: int, n_questions: int, seed: int = 0) -> list[dict]:
+    """Rows of a seeded facts corpus: State of the Union passages (`sotu`, JSONL with id, text, year)
+    that mention their own year, each followed by the question of its year; Wikipedia leads with a
+    fact WikiSearch supports (their own article left out); and relation facts of leads as question
+    documents. `--from-annotations facts` turns them into candidates of all three tools, in prose
+    and in the question-and-answer form the benchmarks ask in."""
+    import json
+    import random
+    rng = random.Random(seed)
+    passages = [{**r, "text": r["text"] + YEAR_QUESTION.format(year=r["year"])}
+                for r in map(json.loads, sotu.open(encoding="utf-8"))
+                if date_mentions(r["text"], {"year": r["year"]})] if sotu else []
+    titles = index_titles()
+    leads = [d for d in wikipedia_lead_documents()
+             if any(a.tool == WIKISEARCH for a in fact_annotations(d, titles, wikisearch_supports))]
+    questions = [q for d in leads for q in question_rows(d, titles)]
+    rows = (rng.sample(passages, min(n_sotu, len(passages)))
+            + [d.to_json() for d in rng.sample(leads, min(n_leads, len(leads)))]
+            + rng.sample(questions, min(n_questions, len(questions))))
+    rng.shuffle(rows)  # a first N of them holds every kind
+    return rows

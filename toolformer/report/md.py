@@ -54,8 +54,10 @@ def _tool_md(report: Report, index: int) -> list[str]:
     if t.key in report.figures:
         out.append(f"\n![usefulness and p_start of {t.name}]({report.figures[t.key].name})\n")
     for section, title in (("top", "Top kept"), ("near", "Nearest misses"), ("worst", "Worst")):
+        sign = 1 if section == "worst" else -1
+        # calls kept unscored (τ_f = -inf) have no usefulness: they come last
         picked = sorted((r for r in report.rows if r["t"] == index and section in r["g"]),
-                        key=lambda r: -r["u"] if section != "worst" else r["u"])[:5]
+                        key=lambda r: (r["u"] is None, sign * (r["u"] or 0)))[:5]
         out += [f"\n### {title}\n", md_table((["example", "L⁻ − L⁺", "kept"], [_md_example(r) for r in picked]))]
     ok = t.records - t.counts["failed"]
     out += ["\n### Most frequent inputs\n", md_table(top_values_table(t.inputs, t.records)),
