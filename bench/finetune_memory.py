@@ -7,11 +7,10 @@ its peak RSS is the whole stage's: model, optimizer, activations, logits, evalua
   naive  the plain transformers Trainer (the model's loss over [batch, length, vocab] fp32 logits),
          every activation kept: finetune as it was
   ours   finetune as it is: the loss at label positions only, the LM head a chunk at a time,
-         activation checkpointing, the memory a step freed handed back to the system (malloc_trim)
-  ours without returning freed memory: what glibc's fragmented heap keeps of freed activations
+         activation checkpointing
   ours without checkpointing: what the loss alone brings
-  ours with a fixed mmap threshold (glibc), instead of returning freed memory: large blocks
-         straight from and back to the system (page faults on every allocation cost CPU)
+  ours with a fixed mmap threshold (glibc): what the allocator's fragmentation costs (not the
+         default: the page faults cost more CPU than checkpointing)
 
 The corpus is --data (a built augmented folder, e.g. the demo's runs/demo/augmented), else the
 GSM8K training slice shipped in the package (the demo's data without a data folder), written as
@@ -34,10 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # FinetuneSettings fields per variant
-VARIANTS = {"naive": {"gradient_checkpointing": False, "return_freed_memory": False}, "ours": {},
-            "ours without returning freed memory": {"return_freed_memory": False},
+VARIANTS = {"naive": {"gradient_checkpointing": False}, "ours": {},
             "ours without checkpointing": {"gradient_checkpointing": False},
-            "ours with a fixed mmap threshold": {"return_freed_memory": False}}
+            "ours with a fixed mmap threshold": {}}
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 

@@ -218,8 +218,6 @@ class FinetuneSettings:
     bf16: bool = opt(False, "bf16 autocast: a GPU, or a CPU with AVX512-BF16/AMX (1.3× faster measured on 135M LoRA)")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass instead of keeping "
                                              "them: less memory for some more compute")
-    return_freed_memory: bool = opt(True, "hand the memory a step freed back to the system after each step "
-                                          "(glibc malloc_trim): a lower peak RSS for a little CPU")
     seed: int = opt(0, "seed of the LoRA init, the data order and dropout")
     progress: bool = opt(True, "show a progress bar")
 

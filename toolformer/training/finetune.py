@@ -181,28 +181,6 @@ def _step_timer():
     return StepTimer()
 
 
-def _freed_memory_returner():
-    """A Trainer callback that hands the memory freed during a step back to the system (glibc's
-    malloc_trim, which also releases whole free pages inside the heap): a step's activations are
-    freed into a fragmented heap that glibc otherwise keeps, and the process's RSS grows with each
-    step (bench/finetune_memory.py). None where the C library has no malloc_trim."""
-    import ctypes
-    import ctypes.util
-    from transformers import TrainerCallback
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-    class ReturnFreedMemory(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            trim(0)
-
-        on_evaluate = on_save = on_step_end
-
-    return ReturnFreedMemory()
-
-
 def _quiet_logs(trainer) -> None:
     """The Trainer prints a dict of figures every logging step (PrinterCallback, or ProgressCallback
     under its bar): the bar shows the loss instead, and finetune.json keeps the figures."""
@@ -328,9 +306,8 @@ def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, call
     with args.main_process_first(local=False, desc="checkpoints"):
         last = resume_point(checkpoints, s.resume)
     timer = _step_timer()
-    own = [c for c in [_freed_memory_returner() if s.return_freed_memory else None] if c is not None]
     trainer = _trainer_class()(model=lm, args=args, train_dataset=train, eval_dataset=val,
-                      data_collator=PadCollator(tokenizer.pad_token_id), callbacks=[timer, *own, *(callbacks or [])])
+                      data_collator=PadCollator(tokenizer.pad_token_id), callbacks=[timer, *(callbacks or [])])
     _quiet_logs(trainer)
     result = trainer.train(resume_from_checkpoint=last)
     state = trainer.state
