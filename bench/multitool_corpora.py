@@ -13,7 +13,7 @@ Sources (each curated in its own run under OUT/runs, since a run reads one annot
 `toolformer build` merges the kept calls of all tools per document within each run):
   math     ASDiv's train split (format asdiv: the split `eval` holds out is never read) and GSM8K
            train solutions (format gsm8k), Calculator annotations;            CC BY-NC 4.0 / MIT
-  facts    State of the Union passages that mention their own year, asked it (public domain), Wikipedia
+  facts    State of the Union passages that mention their own year or are asked it (public domain), Wikipedia
            leads with a relation fact and such facts asked as questions (CC BY-SA 4.0; each left out
            of the index while curated),
            format facts: Calendar, WikiSearch and QA candidates (toolformer/corpus/facts.py).
@@ -62,6 +62,8 @@ def main() -> None:
     p.add_argument("--asdiv", type=int, default=40, help="ASDiv train problems")
     p.add_argument("--gsm8k", type=int, default=20, help="GSM8K train solutions")
     p.add_argument("--sotu", type=int, default=25, help="dated State of the Union passages")
+    p.add_argument("--asked", type=int, default=25, help="State of the Union passages that never write their "
+                                                          "year, asked it")
     p.add_argument("--leads", type=int, default=25, help="Wikipedia leads")
     p.add_argument("--questions", type=int, default=25, help="relation facts of leads asked as questions")
     p.add_argument("--tau-f", default=None, help="τ_f for every tool, or tool=value,... (default: each tool's own)")
@@ -74,7 +76,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     facts = out / "facts.corpus.jsonl"
     if not facts.exists():
-        rows = facts_corpus(data / "corpus" / "sotu_passages.jsonl", a.sotu, a.leads, a.questions, a.seed)
+        rows = facts_corpus(data / "corpus" / "sotu_passages.jsonl", a.sotu, a.asked, a.leads, a.questions, a.seed)
         facts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     sources = {"facts": (facts, "facts", "calendar,wikisearch,qa", None),
                "asdiv": (data / "math" / "asdiv.jsonl", "asdiv", "calculator", a.asdiv),

@@ -439,8 +439,8 @@ class DemoSettings:
                                      "on NQ where it has qa/nq_test.jsonl. Without it: the GSM8K slices "
                                      "shipped in the package")
     model: str = opt(DEFAULT_LM, "base model: hub id, local folder, .gguf file or embedded alias")
-    documents: int = opt(480, "annotated math documents curated")
-    facts_documents: int = opt(240, "documents of the shipped facts slice curated (dated speeches and "
+    documents: int = opt(400, "annotated math documents curated")
+    facts_documents: int = opt(400, "documents of the shipped facts slice curated (dated speeches and "
                                     "Wikipedia leads, mixed)")
     steps: int = opt(60, "finetuning steps (each model)")
     batch_size: int = opt(8, "documents per finetuning step")

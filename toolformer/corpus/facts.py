@@ -59,7 +59,7 @@ GENERIC = "generic"
 # a question document (facts_corpus): a relation fact of a lead asked with its QA template
 QUESTION_DOCUMENT = re.compile(r"Question: (?P<question>[^\n]+)\nAnswer: (?P<answer>[^\n]+)")
 QUERIES_KEY, ENTITY_KEY = "queries", "entity"
-# what a dated speech is asked: the Calendar's year is the answer (not Dateset's own wording)
+# what a speech that never writes its year is asked: only Calendar can tell (not Dateset's wording)
 YEAR_QUESTION = "\nQuestion: In what year was this address given?\nAnswer: {year}"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[“])")
@@ -347,23 +347,26 @@ def question_rows(doc: Document, titles: frozenset[str]) -> list[dict]:
     return rows
 
 
-def facts_corpus(sotu: Path | None, n_sotu: int, n_leads: int, n_questions: int, seed: int = 0) -> list[dict]:
+def facts_corpus(sotu: Path | None, n_sotu: int, n_asked: int, n_leads: int, n_questions: int,
+                 seed: int = 0) -> list[dict]:
     """Rows of a seeded facts corpus: State of the Union passages (`sotu`, JSONL with id, text, year)
-    that mention their own year, each followed by the question of its year; Wikipedia leads with a
-    fact WikiSearch supports (their own article left out); and relation facts of leads as question
-    documents. `--from-annotations facts` turns them into candidates of all three tools, in prose
-    and in the question-and-answer form the benchmarks ask in."""
+    that mention their own year; passages that do not, followed by the question of their year
+    (where only Calendar can tell it); Wikipedia leads with a fact WikiSearch supports (their own
+    article left out); and relation facts of leads as question documents. `--from-annotations
+    facts` turns them into candidates of all three tools, in prose and in the question-and-answer
+    form the benchmarks ask in."""
     import json
     import random
     rng = random.Random(seed)
-    passages = [{**r, "text": r["text"] + YEAR_QUESTION.format(year=r["year"])}
-                for r in map(json.loads, sotu.open(encoding="utf-8"))
-                if date_mentions(r["text"], {"year": r["year"]})] if sotu else []
+    speeches = list(map(json.loads, sotu.open(encoding="utf-8"))) if sotu else []
+    dated = [r for r in speeches if date_mentions(r["text"], {"year": r["year"]})]
+    undated = [{**r, "text": r["text"] + YEAR_QUESTION.format(year=r["year"])} for r in speeches
+               if not re.search(rf"(?<!\d){r['year']}(?!\d)", r["text"])]
     titles = index_titles()
     leads = [d for d in wikipedia_lead_documents()
              if any(a.tool == WIKISEARCH for a in fact_annotations(d, titles, wikisearch_supports))]
     questions = [q for d in leads for q in question_rows(d, titles)]
-    rows = (rng.sample(passages, min(n_sotu, len(passages)))
+    rows = (rng.sample(dated, min(n_sotu, len(dated))) + rng.sample(undated, min(n_asked, len(undated)))
             + [d.to_json() for d in rng.sample(leads, min(n_leads, len(leads)))]
             + rng.sample(questions, min(n_questions, len(questions))))
     rng.shuffle(rows)  # a first N of them holds every kind
