@@ -444,6 +444,10 @@ def test_cli_rejects_bad_queries_with_file_and_line(tmp_path, capsys):
     queries = write_lines(tmp_path / "q.jsonl", [json.dumps({"query": "who", "tool": "QA"}), '{"query": 3}'])
     assert main(["retriever", "eval", "--queries", str(queries), "--tools", str(tools), "--retriever", "bm25"]) == 2
     assert "q.jsonl:2: needs a non-empty 'query'" in capsys.readouterr().err
+    # a file that is not there is one line naming it, not a traceback
+    assert main(["retriever", "eval", "--queries", str(tmp_path / "none.jsonl"), "--tools", str(tools),
+                 "--retriever", "bm25"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {tmp_path / 'none.jsonl'}: no such file"]
 
 
 # ---------------------------------------------------------------------------- the real model

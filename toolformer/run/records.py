@@ -77,6 +77,8 @@ BOM = "\ufeff"  # some editors start a UTF-8 file with it; it is no part of the 
 
 def _lines(path: Path) -> Iterator[tuple[int, str | BadRecord]]:
     """(line number, text) for each non-blank line; undecodable bytes yield a BadRecord."""
+    if not path.is_file():
+        raise UserFileNotFound(f"{path}: no such file")
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as f:
         for number, raw in enumerate(f, 1):
