@@ -18,8 +18,8 @@ def test_a_data_folder_with_asdiv_and_svamp_trains_on_asdiv_and_tests_on_svamp(t
         (tmp_path / "math" / name).write_text("")
     data = demo_data(str(tmp_path))
     assert (data.corpus, data.format) == (tmp_path / "math" / "asdiv.jsonl", "asdiv")
-    assert data.math == ["--benchmark", "svamp", "--data-dir", str(tmp_path)]
-    assert data.benchmarks == [data.math, ["--benchmark", "dateset"]]  # no qa/nq_test.jsonl there
+    assert data.benchmarks == [["--benchmark", "svamp", "--data-dir", str(tmp_path)],
+                               ["--benchmark", "dateset"]]  # no qa/nq_test.jsonl there
     (tmp_path / "qa").mkdir()
     (tmp_path / "qa" / "nq_test.jsonl").write_text("")
     assert demo_data(str(tmp_path)).benchmarks[2] == ["--benchmark", "nq", "--data-dir", str(tmp_path)]
@@ -30,8 +30,8 @@ def test_without_svamp_or_a_folder_the_shipped_gsm8k_slices_are_used(tmp_path):
     (tmp_path / "math" / "asdiv.jsonl").write_text("")
     for data in (demo_data(str(tmp_path)), demo_data(None)):
         assert (data.corpus, data.format) == (PACKAGE_DATA / "gsm8k_train_slice.jsonl", "gsm8k")
-        assert data.math == ["--benchmark", "gsm8k", "--data-file", str(PACKAGE_DATA / "gsm8k_heldout_slice.jsonl")]
-        assert data.benchmarks == [data.math, ["--benchmark", "dateset"]]
+        assert data.benchmarks == [["--benchmark", "gsm8k", "--data-file",
+                                    str(PACKAGE_DATA / "gsm8k_heldout_slice.jsonl")], ["--benchmark", "dateset"]]
 
 
 def test_the_shipped_slices_are_annotated_gsm8k_and_share_no_problem():

@@ -1,8 +1,9 @@
 """`toolformer demo`: a 135M model learns four tools from one corpus, and is measured for it.
 
     curate (math)       annotated math problems: Calculator candidates from their formulas
-    curate (facts)      dated speeches and Wikipedia leads: Calendar, WikiSearch and QA candidates
-                        before the spans a tool could have produced (--from-annotations facts)
+    curate (facts)      speeches, Wikipedia leads and lead facts asked as questions: Calendar,
+                        WikiSearch and QA candidates before the spans a tool could have produced
+                        (--from-annotations facts)
     report (twice)      what the filter kept and why, per tool
     build (four times)  each run's kept calls, and the same documents without calls (the control)
     finetune (twice)    LoRA on both runs' corpora together, and on their no-call twins
@@ -41,7 +42,6 @@ HELDOUT = "0.05"  # validation documents: the finetune keeps its best checkpoint
 class DemoData:
     corpus: Path            # annotated math documents
     format: str             # their annotation format (--from-annotations)
-    math: list[str]         # eval flags naming the math test data
     benchmarks: list[list[str]]  # eval flags of every benchmark, the math one first
 
 
@@ -57,7 +57,7 @@ def demo_data(data_dir: str | None) -> DemoData:
     benchmarks = [math, ["--benchmark", "dateset"]]
     if root and (root / "qa" / "nq_test.jsonl").exists():
         benchmarks.append(["--benchmark", "nq", "--data-dir", str(root)])
-    return DemoData(corpus, fmt, math, benchmarks)
+    return DemoData(corpus, fmt, benchmarks)
 
 
 def _step(command: Callable[[list[str]], int], argv: list[str]) -> None:
