@@ -215,35 +215,3 @@ def test_a_finetune_killed_with_sigkill_resumes_from_its_last_checkpoint(run, ti
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     step = int(figures["resumed_from"].split("-")[1])
     assert step >= 8 and figures["steps"] == 40 and (out / "adapter" / "adapter_config.json").exists()
-
-
-def test_finetune_fixes_glibcs_mmap_threshold_so_freed_activations_go_back():
-    """After glibc has seen a 20 MB block freed, its dynamic threshold puts later blocks of a few MB in
-    the heap (which fragments and holds them); with the threshold fixed at 4 MB a block the heap
-    cannot serve is mapped and unmapped on its own, and a 1 MB one still comes from the heap. Run
-    in a fresh process: the threshold is process-wide."""
-    code = """
-import ctypes, ctypes.util
-from toolformer.training import finetune as ft
-libc = ctypes.CDLL(ctypes.util.find_library("c"))
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
-libc.mallinfo2.restype = Info
-def mapped(size):
-    before = libc.mallinfo2().hblks
-    block = libc.malloc(size)
-    ctypes.memset(block, 1, size)
-    now = libc.mallinfo2().hblks
-    libc.free(block)
-    return now > before
-libc.free(libc.malloc(20 << 20))  # glibc raises its threshold past 20 MB
-first = mapped(6 << 20)           # from the heap, which keeps it free at its top
-ft._fixed_mmap_threshold()
-print(first, mapped(12 << 20), mapped(1 << 20))  # more than the heap has free: mapped now
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["False", "True", "False"]

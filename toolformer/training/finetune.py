@@ -278,25 +278,6 @@ def _save(trainer, tokenizer, out_dir: Path, info: dict, s: FinetuneSettings) ->
     return saved
 
 
-MMAP_THRESHOLD: int | None = 4 << 20  # bytes (glibc's M_MMAP_THRESHOLD); None: glibc's own, dynamic one
-
-
-def _fixed_mmap_threshold() -> None:
-    """Blocks of 4 MB and more (a step's activations) straight from and back to the system. glibc
-    raises its mmap threshold to the size of each such block freed (up to 32 MB), after which they
-    come from the heap, which fragments and keeps them: the peak RSS grows step after step. Fixed
-    at 4 MB: 2.15 GB instead of 2.58 GB after 20 demo steps, for 0.7% more CPU (a 128 kB threshold
-    halves the peak but costs 1.7x the CPU in page faults; bench/finetune_memory.py)."""
-    import ctypes
-    import ctypes.util
-    if MMAP_THRESHOLD is None:
-        return
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: its allocator decides
-        pass
-
-
 def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, callbacks: list | None = None,
              **fields) -> dict:
     """Finetune a model on the run's augmented corpus; return figures (losses, perplexity,
@@ -304,7 +285,6 @@ def finetune(run_dir: str | Path, settings: FinetuneSettings | None = None, call
     from transformers import set_seed
 
     s = replace(settings or FinetuneSettings(), **fields)
-    _fixed_mmap_threshold()
     run_dir = Path(run_dir)
     data = [Path(d) for d in s.data.split(",")] if s.data else [run_dir / "augmented"]
     out_dir = Path(s.out_dir or run_dir / "model")
