@@ -439,14 +439,14 @@ class DemoSettings:
                                      "on NQ where it has qa/nq_test.jsonl. Without it: the GSM8K slices "
                                      "shipped in the package")
     model: str = opt(DEFAULT_LM, "base model: hub id, local folder, .gguf file or embedded alias")
-    documents: int = opt(240, "annotated math documents curated")
-    facts_documents: int = opt(200, "first documents of the shipped facts slice curated (speeches, leads "
+    documents: int = opt(320, "annotated math documents curated")
+    facts_documents: int = opt(400, "first documents of the shipped facts slice curated (speeches, leads "
                                     "and lead facts asked as questions, mixed)")
-    steps: int = opt(40, "finetuning steps (each model)")
+    steps: int = opt(50, "finetuning steps (each model)")
     batch_size: int = opt(8, "documents per finetuning step")
     lr: float = opt(2e-3, "learning rate of the LoRA finetune")
     # the answer, one or two tokens, is all that follows a call here: usefulness stays small
     tau_f: str = opt("calculator=0.25,calendar=0.5,wikisearch=0.5,qa=0.5",
                      "filtering thresholds, per tool: half the paper's (0.5 calculator, 1.0 the others)")
-    limit: int = opt(80, "evaluation examples per benchmark")
+    limit: int = opt(60, "evaluation examples per benchmark")
     progress: bool = opt(True, "a progress bar per long step (--no-progress: none)")

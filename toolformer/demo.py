@@ -95,7 +95,7 @@ def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
     for run, (corpus, fmt, tools, limit) in runs.items():
         where = ["--run", run, "--runs-dir", str(home)]
         step(["curate", *where, "--corpus", str(corpus), "--from-annotations", fmt, "--tools", tools,
-              "--limit", str(limit), "--skip-bad", f"--tau-f={s.tau_f}", "--model", s.model, *quiet])
+              "--limit", str(limit), "--skip-bad", f"--tau-f={s.tau_f}", "--lazy", "--model", s.model, *quiet])
         step(["report", *where])
     for run in runs:
         for control in ([], ["--no-calls"]):
