@@ -69,9 +69,7 @@ def _step(command: Callable[[list[str]], int], argv: list[str]) -> None:
         raise UserError(f"demo step failed (exit {code}): toolformer {shlex.join(argv)}")
 
 
-def _verdict(name: str, comparison: dict | None) -> str:
-    if comparison is None:
-        return f"  tools on vs {name}: no examples"
+def _verdict(name: str, comparison: dict) -> str:
     low, high = comparison["ci"]
     shown = f"{100 * comparison['difference']:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}, " \
             f"McNemar p {comparison['p_value']:.2g})"
@@ -122,7 +120,7 @@ def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
     print((evals / "suite.md").read_text(encoding="utf-8"))
     math = suite["figures"][benchmarks[0]]["multi"]
     print(f"On {benchmarks[0]}:")
-    print(_verdict("tools off (same model)", math.get("on_vs_off")))
-    print(_verdict("the no-call control", math.get("on_vs_control")))
+    print(_verdict("tools off (same model)", math["on_vs_off"]))
+    print(_verdict("the no-call control", math["on_vs_control"]))
     return {"run": s.run, "path": str(home), "adapter": str(adapter), "minutes": round(minutes, 2),
             "suite": suite["figures"]}

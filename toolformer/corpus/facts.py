@@ -360,6 +360,7 @@ def facts_corpus(sotu: Path | None, n_sotu: int, n_asked: int, n_leads: int, n_q
     rng = random.Random(seed)
     speeches = list(map(json.loads, sotu.open(encoding="utf-8"))) if sotu else []
     dated = [r for r in speeches if date_mentions(r["text"], {"year": r["year"]})]
+    # asked only where the year is nowhere in the text (not even as "$1860"): nothing to copy it from
     undated = [{**r, "text": r["text"] + YEAR_QUESTION.format(year=r["year"])} for r in speeches
                if not re.search(rf"(?<!\d){r['year']}(?!\d)", r["text"])]
     titles = index_titles()
