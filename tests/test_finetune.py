@@ -117,6 +117,33 @@ def test_resume_continues_where_it_stopped(run, tiny_dir, tmp_path):
     assert not all(torch.allclose(a[k], fresh[k]) for k in a)  # steps 3-4 did change the weights
 
 
+def test_two_passes_of_four_documents_take_the_step_one_pass_of_eight_takes(run, tiny_dir, tmp_path):
+    """The default micro-batches (4 documents a pass, 2 passes a step) only lower the memory: the
+    first optimizer step moves the weights exactly as one pass over the same 8 documents does."""
+    from safetensors.torch import load_file
+    one = {**SETTINGS, "max_steps": 1, "eval_steps": 1, "lora_dropout": 0.0}
+    weights, losses = {}, {}
+    for name, batching in (("8x1", {"batch_size": 8, "grad_accum": 1}), ("4x2", {"batch_size": 4, "grad_accum": 2})):
+        figures = finetune(run, model=tiny_dir, out_dir=tmp_path / name, **{**one, **batching})
+        assert figures["tokens_seen"] == sum(sorted(map(len, _train_rows(run, tiny_dir)), reverse=True)[:8])
+        weights[name] = load_file(tmp_path / name / "adapter" / "adapter_model.safetensors")
+        losses[name] = figures["first_train_loss"]
+    # the loss of the step is the mean over its 8 documents' label tokens, not a sum of two means
+    assert losses["4x2"] == pytest.approx(losses["8x1"], rel=1e-5)
+    a, b = weights["8x1"], weights["4x2"]
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    half = finetune(run, model=tiny_dir, out_dir=tmp_path / "4x1", **{**one, "batch_size": 4, "grad_accum": 1})
+    c = load_file(tmp_path / "4x1" / "adapter" / "adapter_model.safetensors")
+    assert half["tokens_seen"] < figures["tokens_seen"] and not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+
+
+def _train_rows(run, tiny_dir) -> list[list[int]]:
+    from toolformer.lm.loading import load_tokenizer
+    texts = [json.loads(line)["text"] for line in open(run / "augmented" / "train.jsonl")]
+    rows = tokenize(texts, load_tokenizer(tiny_dir), TOOLFORMER, 64, False, {"truncated": 0, "masked_tokens": 0})
+    return [r["input_ids"] for r in rows]
+
+
 def loss_case(vocab: int = 300):
     """A tiny Llama with LoRA on every linear layer, and a right-padded batch whose labels skip the
     start token, the padding and a masked stretch (as tokenize writes them)."""

@@ -85,7 +85,7 @@ def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
     home = Path(s.runs_dir) / s.run          # the demo's two runs live in it: math/ and facts/
     quiet = [] if s.progress else ["--no-progress"]
     train = ["--max-steps", str(s.steps), "--eval-steps", str(s.steps), "--batch-size", str(s.batch_size),
-             "--lr", str(s.lr), *([] if s.progress else ["--no-progress"])]
+             "--grad-accum", str(s.grad_accum), "--lr", str(s.lr), *quiet]
     step = partial(_step, command)
     t0 = time.perf_counter()
     runs = {"math": (data.corpus, data.format, "calculator", s.documents),
