@@ -128,12 +128,12 @@ def test_the_demo_end_to_end_with_a_tiny_model(tmp_path, tiny_model_dir, capsys)
     """Every step of the demo runs and ends with the suite table: both runs curated, one model trained
     on both corpora (calls of all four tools), the control on the same documents without calls, and
     every benchmark evaluated for both, paired. τ_f = -inf keeps every executed call (a tiny random
-    model's losses decide nothing)."""
+    model's losses decide nothing). bfloat16 as --precision auto picks it on a CPU with bf16 units."""
     from toolformer.cli import main
     data = [("--data-dir", str(SHARED_DATA))] if (SHARED_DATA / "math" / "svamp.jsonl").exists() else []
     argv = ["demo", "--runs-dir", str(tmp_path), "--model", str(tiny_model_dir), "--documents", "12",
             "--facts-documents", "12", "--steps", "2", "--batch-size", "4", "--limit", "3", "--tau-f=-inf",
-            "--no-progress", *[x for pair in data for x in pair]]
+            "--precision", "bfloat16", "--no-progress", *[x for pair in data for x in pair]]
     assert main(argv) == 0
     home = tmp_path / "demo"
     built = {run: [json.loads(line) for line in open(home / run / "augmented" / "train.jsonl")]
@@ -154,4 +154,7 @@ def test_the_demo_end_to_end_with_a_tiny_model(tmp_path, tiny_model_dir, capsys)
         assert multi["n"] == 3 and multi["on_vs_off"]["n"] == 3 and multi["on_vs_control"]["n"] == 3
     out = capsys.readouterr().out
     assert out.count("\n$ toolformer ") == 2 * 2 + 4 + 2 + 2 * len(benchmarks)
+    commands = [line for line in out.splitlines() if line.startswith("$ toolformer ")]
+    assert all("--dtype bfloat16" in c for c in commands if " curate " in c)
+    assert all("--bf16" in c for c in commands if " finetune " in c) and trained["settings"]["bf16"]
     assert "Accuracy (%)" in out and f"the multi-tool model's adapter is {home / 'model' / 'adapter'}" in out

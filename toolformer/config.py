@@ -452,4 +452,7 @@ class DemoSettings:
     tau_f: str = opt("calculator=0.25,calendar=0.5,wikisearch=0.5,qa=0.5",
                      "filtering thresholds, per tool: half the paper's (0.5 calculator, 1.0 the others)")
     limit: int = opt(60, "evaluation examples per benchmark")
+    precision: str = opt("auto", "curation (--dtype) and finetuning (--bf16) in bfloat16 or float32; auto: bfloat16 "
+                                 "where the CPU has AVX512-BF16 or AMX (2-3x faster there), else float32",
+                         choices=("auto", "bfloat16", "float32"))
     progress: bool = opt(True, "a progress bar per long step (--no-progress: none)")

@@ -32,6 +32,7 @@ from typing import Callable
 
 from toolformer.config import DemoSettings
 from toolformer.errors import UserError
+from toolformer.lm.loading import cpu_computes_bf16
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 FACTS = PACKAGE_DATA / "facts_slice.jsonl"
@@ -84,8 +85,10 @@ def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
     data = demo_data(s.data_dir or os.environ.get("TOOLFORMER_DATA"))
     home = Path(s.runs_dir) / s.run          # the demo's two runs live in it: math/ and facts/
     quiet = [] if s.progress else ["--no-progress"]
+    bf16 = s.precision == "bfloat16" or (s.precision == "auto" and cpu_computes_bf16())
+    print(f"precision: {'bfloat16' if bf16 else 'float32'} (--precision {s.precision})", flush=True)
     train = ["--max-steps", str(s.steps), "--eval-steps", str(s.steps), "--batch-size", str(s.batch_size),
-             "--grad-accum", str(s.grad_accum), "--lr", str(s.lr), *quiet]
+             "--grad-accum", str(s.grad_accum), "--lr", str(s.lr), *(["--bf16"] if bf16 else []), *quiet]
     step = partial(_step, command)
     t0 = time.perf_counter()
     runs = {"math": (data.corpus, data.format, "calculator", s.documents),
@@ -93,7 +96,8 @@ def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
     for run, (corpus, fmt, tools, limit) in runs.items():
         where = ["--run", run, "--runs-dir", str(home)]
         step(["curate", *where, "--corpus", str(corpus), "--from-annotations", fmt, "--tools", tools,
-              "--limit", str(limit), "--skip-bad", f"--tau-f={s.tau_f}", "--lazy", "--model", s.model, *quiet])
+              "--limit", str(limit), "--skip-bad", f"--tau-f={s.tau_f}", "--lazy", "--model", s.model,
+              *(["--dtype", "bfloat16"] if bf16 else []), *quiet])
         step(["report", *where])
     for run in runs:
         for control in ([], ["--no-calls"]):
@@ -122,5 +126,5 @@ def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
     print(f"On {benchmarks[0]}:")
     print(_verdict("tools off (same model)", math["on_vs_off"]))
     print(_verdict("the no-call control", math["on_vs_control"]))
-    return {"run": s.run, "path": str(home), "adapter": str(adapter), "minutes": round(minutes, 2),
+    return {"run": s.run, "path": str(home), "adapter": str(adapter), "minutes": round(minutes, 2), "bf16": bf16,
             "suite": suite["figures"]}
