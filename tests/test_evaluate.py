@@ -248,6 +248,27 @@ def test_dateset_answers_follow_the_hidden_date():
             assert e.gold == (str((today - day).days),)
 
 
+def test_dateset_reach_is_what_the_calendar_says():
+    """In reach: every "What year is it?" and today's weekday, never a month 1-11 months back, and a
+    weekday some days off only where it falls on today's weekday (a multiple of 7 days)."""
+    from toolformer.evaluation.reach import calendar_reach
+    examples = dateset(700, seed=1)
+    reached = calendar_reach(examples)
+    kinds = {}
+    for e in examples:
+        question = e.prompt.split("\n")[0]
+        kinds.setdefault(re.sub(r"\d+", "N", question), []).append(reached[e.id]["in_reach"])
+        if m := re.search(r"(\d+) days (ago|\?)|in (\d+) days", question):
+            days = int(m.group(1) or m.group(3))
+            if "day of the week" in question:
+                assert reached[e.id]["in_reach"] == (days % 7 == 0), question
+    assert all(kinds["Question: What year is it?"]) and all(kinds["Question: What day of the week is it today?"])
+    assert not any(kinds["Question: What month was it N months ago?"])
+    share = sum(r["in_reach"] for r in reached.values()) / len(examples)
+    assert 2 / 7 < share < 2 / 7 + 0.06 and all(r["reach_rank"] == (1 if r["in_reach"] else None)
+                                                for r in reached.values())
+
+
 # ---------------------------------------------------------------------------- evaluation
 
 def test_decode_scores_the_answer_after_the_call(tokenizer):

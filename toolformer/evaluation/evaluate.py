@@ -192,11 +192,13 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
              "tools_per_input": s.tools_per_input if s.tool_retriever else None,
              # recorded only when set, so evaluations made before the flag existed still resume
              **({"wiki_corpus": s.wiki_corpus} if s.wiki_corpus else {})}
-    reached = None  # per example: is its answer in the tools' index? (knowledge benchmarks)
+    reached = None  # per example: does the tool's source hold its answer? (knowledge benchmarks, Dateset)
     if reach.is_knowledge(bench):
         index = wikisearch.load_index(s.wiki_corpus)
         fixed["reach"] = reach.index_info(index)
         reached = reach.reach_fields(examples, index)
+    elif bench.expected_tool == "Calendar":  # what Calendar() says is fixed by each example's date
+        reached = reach.calendar_reach(examples)
     settings_path = out_dir / f"{bench.name}.settings.json"
     claimed = _check_settings(settings_path, fixed)
 

@@ -8,12 +8,18 @@ words, under the benchmarks' normalisation (case, accents, punctuation, articles
 example is in reach when that rank is at most IN_REACH_K, the passages the tools return as
 configured (WikiSearch top=1, QA passages=1; WikiSearch shows the first 250 characters of it).
 The ceiling, the share in reach, bounds what a perfect tool user gains through the tool.
+
+Dateset has a ceiling of its own: Calendar() says one thing, today's date, so an example is in
+reach when that text holds its gold answer ("What year is it?", today's weekday, and the few
+questions whose answer happens to be written there, e.g. a weekday 7 days off). The rest need
+date arithmetic the model must do itself after the call.
 """
 from __future__ import annotations
 
 from toolformer.benchmarks import Benchmark, Example, question_prompt, words_contain
 from toolformer.stats import accuracy
 from toolformer.tools import wikisearch
+from toolformer.tools.calendar import calendar_text
 
 KNOWLEDGE_KINDS = ("lama", "qa")
 DEPTH = 5          # passages looked at per example: ceilings at top-1 and top-5 come from one search
@@ -48,6 +54,17 @@ def reach_fields(examples: list[Example], index: "wikisearch.WikiIndex") -> dict
     for e in examples:
         rank = reach_rank(index, e)
         fields[e.id] = {"reach_rank": rank, "in_reach": rank is not None and rank <= IN_REACH_K}
+    return fields
+
+
+def calendar_reach(examples: list[Example]) -> dict[str, dict]:
+    """Per example id, reach_rank (1, or None) and in_reach: does Calendar() for the example's date
+    (meta["date"]) hold a gold answer as a run of whole words?"""
+    fields = {}
+    for e in examples:
+        text = calendar_text(e.meta) or ""
+        held = words_contain(text, e.gold, len(text.split()))
+        fields[e.id] = {"reach_rank": 1 if held else None, "in_reach": held}
     return fields
 
 

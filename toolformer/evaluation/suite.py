@@ -11,8 +11,9 @@ files, so every figure of the table is one of those files' outcomes counted:
             examples (Newcombe 95% CI, exact McNemar p);
   tool use  call rate, calls per tool, the right-tool rate (calls to the benchmark's expected tool
             over all calls, unparsed ones too);
-  reach     on knowledge benchmarks, the ceiling (top-1 and top-5 passages hold a gold answer) and
-            the accuracy on the in-reach subset, off and on, with both paired differences there.
+  reach     on knowledge benchmarks, the ceiling (top-1 and top-5 passages hold a gold answer), on
+            Dateset the Calendar's (its output holds it), and the accuracy on the in-reach subset,
+            off and on, with both paired differences there.
 It writes out/suite.md (the two tables) and out/suite.json (every figure).
 """
 from __future__ import annotations
@@ -71,20 +72,20 @@ def benchmark_figures(out: Path, name: str, bench: str, control: dict[str, dict]
     figures = {"n": len(ids)}
     for mode, records in modes.items():
         figures[f"tools_{mode}"] = mode_figures([records[i] for i in ids], expected)
-    knowledge = all("in_reach" in r for records in modes.values() for r in records.values())
-    inside = [i for i in ids if first[i]["in_reach"]] if knowledge else []
-    if knowledge:
+    reachable = all("in_reach" in r for records in modes.values() for r in records.values())
+    inside = [i for i in ids if first[i]["in_reach"]] if reachable else []
+    if reachable:
         figures["reach"] = {"ceiling": ceilings([first[i]["reach_rank"] for i in ids]), "in_reach_n": len(inside),
                             "depth": DEPTH, "in_reach_k": IN_REACH_K}
     if len(modes) == 2:
         figures["on_vs_off"] = _pair(modes["off"], modes["on"], ids)
-        figures["on_vs_off_in_reach"] = _pair(modes["off"], modes["on"], inside) if knowledge else None
+        figures["on_vs_off_in_reach"] = _pair(modes["off"], modes["on"], inside) if reachable else None
     if control is not None and "on" in modes:
         if set(control) != set(ids):
             raise UserValueError(f"{out / name}: {bench} holds other examples than the control's "
                                  f"({len(ids)} and {len(control)}): pass the same --limit and seed")
         figures["on_vs_control"] = _pair(control, modes["on"], ids)
-        figures["on_vs_control_in_reach"] = _pair(control, modes["on"], inside) if knowledge else None
+        figures["on_vs_control_in_reach"] = _pair(control, modes["on"], inside) if reachable else None
     return figures
 
 
@@ -139,8 +140,9 @@ def suite_table(out: str | Path, models: list[str], control: str | None = None, 
             f"exact McNemar p); control: {control or 'none'}, tools off.\n\n"
             + _markdown(ACCURACY_HEADER, accuracy_rows)
             + f"\nTool use with tools on (tools off for the control); right tool: the calls that go to the "
-              f"benchmark's tool, of all calls. Reach (knowledge benchmarks): a gold answer in the top WikiSearch "
-              f"passages of the example's question; in reach: in the top {IN_REACH_K}, the passages the tools read.\n\n"
+              f"benchmark's tool, of all calls. Reach: a gold answer in the top WikiSearch passages of the "
+              f"example's question (knowledge benchmarks; in reach: in the top {IN_REACH_K}, the passages the tools "
+              f"read), or in what Calendar() says for the example's date (Dateset).\n\n"
             + _markdown(TOOLS_HEADER, tool_rows))
     (out / "suite.md").write_text(text, encoding="utf-8")
     result = {"models": models, "control": control, "benchmarks": list(benchmarks), "figures": figures}
