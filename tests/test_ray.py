@@ -150,17 +150,21 @@ def test_a_worker_killed_mid_chunk_loses_nothing(setup, cluster):
 
 def test_a_killed_driver_resumes_with_the_same_command(setup, cluster):
     root, model_dir, corpus = setup
-    progress = tool_dir(root, "driver-killed") / "candidates.jsonl.progress"
-    proc = cli_curate(root, model_dir, corpus, "driver-killed", cluster)
-    wait_for_lines(proc, progress, 2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before = progress.read_text().split("\n")[:-1]  # the entries committed whole
-    assert 2 <= len(before) < len(DOCS) // CHUNK_DOCS
-    again = cli_curate(root, model_dir, corpus, "driver-killed", cluster)
+    for attempt in range(3):  # a loaded machine may let the driver finish before the poll sees a commit
+        run = f"driver-killed-{attempt}"
+        progress = tool_dir(root, run) / "candidates.jsonl.progress"
+        proc = cli_curate(root, model_dir, corpus, run, cluster)
+        wait_for_lines(proc, progress, 1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before = progress.read_text().split("\n")[:-1]  # the entries committed whole
+        if len(before) < len(DOCS) // CHUNK_DOCS:
+            break
+    assert 1 <= len(before) < len(DOCS) // CHUNK_DOCS, "the driver finished the stage before every kill"
+    again = cli_curate(root, model_dir, corpus, run, cluster)
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
-    assert_same_as_single(root, "driver-killed")
+    assert_same_as_single(root, run)
     # the chunks committed before the kill were kept, not redone: their entries are unchanged
     after = progress.read_text().splitlines()
     assert after[:len(before)] == before

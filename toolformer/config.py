@@ -442,7 +442,7 @@ class DemoSettings:
                                      "shipped in the package")
     model: str = opt(DEFAULT_LM, "base model: hub id, local folder, .gguf file or embedded alias")
     documents: int = opt(320, "annotated math documents curated")
-    facts_documents: int = opt(400, "first documents of the shipped facts slice curated (speeches, leads "
+    facts_documents: int = opt(420, "first documents of the shipped facts slice curated (speeches, leads "
                                     "and lead facts asked as questions, mixed)")
     steps: int = opt(50, "finetuning steps (each model)")
     batch_size: int = opt(4, "documents per finetuning forward pass")
@@ -452,7 +452,7 @@ class DemoSettings:
     tau_f: str = opt("calculator=0.25,calendar=0.5,wikisearch=0.5,qa=0.5",
                      "filtering thresholds, per tool: half the paper's (0.5 calculator, 1.0 the others)")
     limit: int = opt(60, "evaluation examples per benchmark")
-    precision: str = opt("auto", "curation (--dtype) and finetuning (--bf16) in bfloat16 or float32; auto: bfloat16 "
-                                 "where the CPU has AVX512-BF16 or AMX (2-3x faster there), else float32",
+    precision: str = opt("auto", "the curation's model in bfloat16 or float32 (--dtype); auto: bfloat16 where the "
+                                 "CPU has AVX512-BF16 or AMX (the filter 2.4x faster there), else float32",
                          choices=("auto", "bfloat16", "float32"))
     progress: bool = opt(True, "a progress bar per long step (--no-progress: none)")

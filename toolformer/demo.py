@@ -85,10 +85,11 @@ def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
     data = demo_data(s.data_dir or os.environ.get("TOOLFORMER_DATA"))
     home = Path(s.runs_dir) / s.run          # the demo's two runs live in it: math/ and facts/
     quiet = [] if s.progress else ["--no-progress"]
+    # curation only: finetuning under bf16 autocast ran no faster in the demo (121.5 against 117.7 tokens/s)
     bf16 = s.precision == "bfloat16" or (s.precision == "auto" and cpu_computes_bf16())
     print(f"precision: {'bfloat16' if bf16 else 'float32'} (--precision {s.precision})", flush=True)
     train = ["--max-steps", str(s.steps), "--eval-steps", str(s.steps), "--batch-size", str(s.batch_size),
-             "--grad-accum", str(s.grad_accum), "--lr", str(s.lr), *(["--bf16"] if bf16 else []), *quiet]
+             "--grad-accum", str(s.grad_accum), "--lr", str(s.lr), *quiet]
     step = partial(_step, command)
     t0 = time.perf_counter()
     runs = {"math": (data.corpus, data.format, "calculator", s.documents),
