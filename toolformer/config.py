@@ -442,7 +442,7 @@ class DemoSettings:
                                      "shipped in the package")
     model: str = opt(DEFAULT_LM, "base model: hub id, local folder, .gguf file or embedded alias")
     documents: int = opt(320, "annotated math documents curated")
-    facts_documents: int = opt(420, "first documents of the shipped facts slice curated (speeches, leads "
+    facts_documents: int = opt(400, "first documents of the shipped facts slice curated (speeches, leads "
                                     "and lead facts asked as questions, mixed)")
     steps: int = opt(50, "finetuning steps (each model)")
     batch_size: int = opt(4, "documents per finetuning forward pass")
