@@ -17,10 +17,11 @@ activations, logits, evaluation, saving.
 
 The corpus is --data (built augmented folders, e.g. runs/demo/math/augmented,runs/demo/facts/
 augmented), else the GSM8K training slice shipped in the package (the demo's data without a data
-folder), written as a corpus here. Prints one JSON line: peak RSS per variant (MB), the ratios to naive, wall seconds
-per optimizer step, the ratio of the stage's CPU seconds (user + system, which other jobs on a
-shared machine barely change) to naive's, and whether the first logged training loss is the same
-for all variants that batch alike (it must be; 4 documents a pass group them otherwise).
+folder), written as a corpus here. Prints one JSON line: peak RSS per variant (MB), the ratios to
+naive, wall seconds per optimizer step, the ratio of the stage's CPU seconds (user + system, which
+other jobs on a shared machine barely change) to naive's, and whether the first logged training
+loss is the same for all variants that batch alike (it must be; 4 documents a pass group them
+otherwise).
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def same_first_loss(results: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--data", help="a built augmented corpus folder (default: the shipped GSM8K slice)")
+    p.add_argument("--data", help="built augmented corpus folders, comma-separated (default: the shipped GSM8K slice)")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch threads (the demo's machine has 2 cores)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="which variants, comma-separated (naive first)")
@@ -114,7 +115,8 @@ def main() -> None:
         for variant in a.variants.split(","):
             proc = subprocess.run([sys.executable, __file__, "--child", variant, "--data", data, "--out",
                                    str(Path(tmp) / f"v{len(results)}"), "--steps", str(a.steps),
-                                   "--model", a.model, "--threads", str(a.threads)], capture_output=True, text=True)
+                                   "--model", a.model, "--threads", str(a.threads)],
+                                  capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
             results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])

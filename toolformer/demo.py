@@ -127,5 +127,6 @@ def demo(s: DemoSettings, command: Callable[[list[str]], int]) -> dict:
     print(f"On {benchmarks[0]}:")
     print(_verdict("tools off (same model)", math["on_vs_off"]))
     print(_verdict("the no-call control", math["on_vs_control"]))
-    return {"run": s.run, "path": str(home), "adapter": str(adapter), "minutes": round(minutes, 2), "bf16": bf16,
+    return {"run": s.run, "path": str(home), "adapter": str(adapter), "minutes": round(minutes, 2),
+            "curation_dtype": "bfloat16" if bf16 else "float32",
             "suite": suite["figures"]}
