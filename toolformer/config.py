@@ -208,7 +208,7 @@ class FinetuneSettings:
     lr: float | None = opt(None, "learning rate (default 2e-4 LoRA, 1e-5 full)")
     max_steps: int = opt(30, "optimizer steps")
     # 8 documents per optimizer step, 4 at a time: the same gradient, and a smaller heap (glibc keeps
-    # what larger activations freed): 2.5 GB peak RSS instead of 3.6-4.2 GB on the demo's corpora
+    # what larger activations freed): 2.6 GB peak RSS instead of 4.1 GB on the demo's corpora
     batch_size: int = opt(4, "documents per device and forward pass")
     grad_accum: int = opt(2, "forward passes (micro-batches) per optimizer step")
     max_length: int = opt(256, "tokens per document (longer ones are cut)")
@@ -445,8 +445,9 @@ class DemoSettings:
     facts_documents: int = opt(400, "first documents of the shipped facts slice curated (speeches, leads "
                                     "and lead facts asked as questions, mixed)")
     steps: int = opt(50, "finetuning steps (each model)")
-    batch_size: int = opt(4, "documents per finetuning forward pass")
-    grad_accum: int = opt(2, "forward passes per finetuning step (8 documents a step by default)")
+    batch_size: int = opt(FinetuneSettings.batch_size, "documents per finetuning forward pass")
+    grad_accum: int = opt(FinetuneSettings.grad_accum, "forward passes per finetuning step (8 documents a step "
+                                                       "by default)")
     lr: float = opt(2e-3, "learning rate of the LoRA finetune")
     # the answer, one or two tokens, is all that follows a call here: usefulness stays small
     tau_f: str = opt("calculator=0.25,calendar=0.5,wikisearch=0.5,qa=0.5",
