@@ -241,3 +241,17 @@ def test_stages_record_the_tokenizer_and_dtype_without_loading_the_model(tmp_pat
             assert settings["tokenizer"] == SMOLLM2_FINGERPRINT and settings.get("dtype") == dtype
     # the same records as a loaded backend's
     assert HFBackend(tiny_backend.model, tiny_backend.tokenizer, dtype="bfloat16").dtype_setting == {"dtype": "bfloat16"}
+
+
+def test_a_gguf_is_converted_once_per_content_not_per_path(tmp_path, monkeypatch):
+    """Two copies of the same GGUF (two clones' environments) share one cached conversion; a file
+    with other bytes, or a newer transformers, gets its own."""
+    from toolformer.lm import loading
+    monkeypatch.setenv("TOOLFORMER_CACHE", str(tmp_path / "cache"))
+    for name, data in (("a", b"GGUF same"), ("b", b"GGUF same"), ("c", b"GGUF other")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "m.gguf").write_bytes(data)
+    folder = {n: loading._gguf_cache(loading.ModelRef("m", str(tmp_path / n), "m.gguf")) for n in "abc"}
+    assert folder["a"] == folder["b"] != folder["c"]
+    assert folder["a"].parent == tmp_path / "cache" / "models" and folder["a"].name.startswith("m-")
+    assert loading._conversion_key(tmp_path / "a" / "m.gguf", "0.0") != loading._conversion_key(tmp_path / "a" / "m.gguf", "9.9")

@@ -61,12 +61,22 @@ def default_dtype(device: str):
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
+# bump when _convert_gguf changes what it writes: the cache key holds it, not this file's bytes,
+# so an edit elsewhere in this module never costs a new 500 MB copy
+CONVERSION_VERSION = 1
+
+
 def _gguf_cache(mref: ModelRef) -> Path:
+    import transformers
     gguf = Path(mref.path) / mref.gguf_file
-    st = gguf.stat()
-    # key on path, size and mtime: hashing 100 MB at every load would cost more than it saves
-    key = file_fingerprint(Path(__file__), f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}")
-    return cache_dir("models") / f"{gguf.stem}-{key}"
+    return cache_dir("models") / f"{gguf.stem}-{_conversion_key(gguf.resolve(), transformers.__version__)}"
+
+
+@lru_cache(maxsize=8)
+def _conversion_key(gguf: Path, transformers_version: str) -> str:
+    """The GGUF's bytes (0.2 s for the default 98 MB), not its path: every clone's environment
+    shares one converted copy per transformers version (whose reader does the de-quantising)."""
+    return file_fingerprint(gguf, f"conversion={CONVERSION_VERSION}|transformers={transformers_version}")
 
 
 def quiet_loading() -> None:
