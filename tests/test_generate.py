@@ -224,3 +224,17 @@ def test_offer_tools_takes_the_retrievers_top_k_of_the_toolbox():
     assert offered == [frozenset(r) for r in rank_tools("bm25", texts, list(box.tools.values()), 2)]
     assert all(len(o) == 2 and o <= {"Calculator", "Calendar", "WikiSearch"} for o in offered)
     assert offer_tools(None, texts, box, 2) is None and offer_tools("bm25", texts, None, 2) is None
+
+
+def test_a_decoder_done_with_keeps_no_model_alive(tokenizer):
+    """One process that evaluates adapter after adapter (the demo) frees each model once its decoder
+    is gone: nothing memoised on the way (the banned marker tokens of tools off) holds the backend."""
+    import gc
+    import weakref
+    model = tiny_llama(len(tokenizer))
+    dec = ToolDecoder(HFBackend(model, tokenizer), TOOLFORMER, toolbox=None)
+    dec.generate(["x"], max_new_tokens=2)
+    alive = weakref.ref(model)
+    del dec, model
+    gc.collect()
+    assert alive() is None

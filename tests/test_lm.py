@@ -255,3 +255,17 @@ def test_a_gguf_is_converted_once_per_content_not_per_path(tmp_path, monkeypatch
     assert folder["a"] == folder["b"] != folder["c"]
     assert folder["a"].parent == tmp_path / "cache" / "models" and folder["a"].name.startswith("m-")
     assert loading._conversion_key(tmp_path / "a" / "m.gguf", "0.0") != loading._conversion_key(tmp_path / "a" / "m.gguf", "9.9")
+
+
+def test_release_models_frees_the_shared_models(tiny_model_dir):
+    """The demo runs every step in one process: between steps the shared models are let go."""
+    import gc
+    import weakref
+    from toolformer.lm.loading import load_causal_lm, release_models
+    model, _ = load_causal_lm(str(tiny_model_dir))
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is not None  # the cache holds it
+    release_models()
+    assert alive() is None

@@ -32,7 +32,7 @@ from typing import Callable
 
 from toolformer.config import DemoSettings
 from toolformer.errors import UserError
-from toolformer.lm.loading import cpu_computes_bf16
+from toolformer.lm.loading import cpu_computes_bf16, release_models
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 FACTS = PACKAGE_DATA / "facts_slice.jsonl"
@@ -65,6 +65,7 @@ def _step(command: Callable[[list[str]], int], argv: list[str]) -> None:
     print(f"\n$ toolformer {shlex.join(argv)}", flush=True)
     t0 = time.perf_counter()
     code = command(argv)
+    release_models()
     print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     if code:
         raise UserError(f"demo step failed (exit {code}): toolformer {shlex.join(argv)}")

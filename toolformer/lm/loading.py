@@ -212,6 +212,19 @@ def load_causal_lm(ref: str, device: str | None = None):
     return model, load_tokenizer(ref)
 
 
+def release_models() -> None:
+    """Drop the shared models (load_causal_lm's cache): a process that runs step after step (the
+    demo) then holds one step's models at a time, not every step's."""
+    import gc
+    load_causal_lm.cache_clear()
+    gc.collect()
+    try:  # glibc keeps freed heap for reuse; hand it back (the next step's peak then starts lower)
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def adapter_info(folder: str | Path | None) -> dict:
     """What finetune.py recorded beside an adapter or model folder (base model, syntax), if anything."""
     if folder is None:

@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import weakref
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -30,11 +30,18 @@ def start_marker_ids(lm: LMBackend, start: str) -> list[int]:
     return list(dict.fromkeys(lm.encode(s)[0] for s in (" " + start, start)))
 
 
-@lru_cache(maxsize=8)
+# per backend, weakly: a memo keyed on the backend itself (an lru_cache) kept up to 8 models alive,
+# 540 MB each, in a process that evaluates several adapters (the demo)
+_MARKER_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def marker_token_ids(lm: LMBackend, start: str) -> list[int]:
     """Every token that begins the start marker (" [", "[", "[[", ...): p(<API>) = 0 means all of them."""
-    return [i for i, t in enumerate(lm.token_texts())
-            if (s := t.lstrip()) and (s.startswith(start) or start.startswith(s))]
+    by_start = _MARKER_IDS.setdefault(lm, {})
+    if start not in by_start:
+        by_start[start] = [i for i, t in enumerate(lm.token_texts())
+                           if (s := t.lstrip()) and (s.startswith(start) or start.startswith(s))]
+    return by_start[start]
 
 
 def padded(rows: Sequence[Sequence[int]], value: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
