@@ -204,16 +204,24 @@ def test_batched_equals_one_by_one(base, tokenizer):
     assert any(g.calls for g in one) and lengths[0] < lengths[-1] == 24
 
 
-def test_a_tool_not_offered_for_the_input_is_not_run(base, tokenizer):
+def test_a_tool_not_offered_for_the_input_is_never_called(base, tokenizer):
+    """Offered no tool the toolbox holds, an input decodes as with tools off; offered one by a
+    retriever, its calls name that tool, whatever name the model was about to write."""
     tool, log = counting_tool("Calculator", "2")
     script = " [Calculator(1 + 1) → 2]"
     (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool])).generate(
         ["x"], max_new_tokens=20, offered=[frozenset({"Calendar"})])
-    assert log == [] and gen.calls == [{"tool": "Calculator", "input": "1 + 1", "result": None,
-                                        "error": "tool Calculator was not offered for this input"}]
+    assert log == [] and gen.calls == [] and "[" not in gen.output
     (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool])).generate(
         ["x"], max_new_tokens=20, offered=[frozenset({"Calculator"})])
     assert log == [("1 + 1", {})] and gen.calls[0]["result"] == "2"
+    calendar, dates = counting_tool("Calendar", "Today is Monday, May 1, 2017.")
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER,
+                         ToolBox([tool, calendar])).generate(["x"], max_new_tokens=20, offered=[frozenset({"Calendar"})])
+    assert gen.output.startswith(" [Calendar") and len(log) == 1
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER,
+                         ToolBox([tool, calendar])).generate(["x"], max_new_tokens=20)
+    assert gen.calls[0]["tool"] == "Calculator" and len(log) == 2  # two tools callable: the model names one
 
 
 def test_offer_tools_takes_the_retrievers_top_k_of_the_toolbox():

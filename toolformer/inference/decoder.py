@@ -6,7 +6,9 @@ marker is then forced. When the model has written the arrow (checked on the deco
 boundaries vary), decoding of that row pauses, the tool runs, and its result and the end marker
 are fed in with the row's next token before decoding goes on. After `max_calls` calls (default 1)
 every token that begins the start marker is banned; "tools off" bans them from the start:
-p(<API>) = 0, the paper's baseline. A start marker right after a backslash is text, as in the
+p(<API>) = 0, the paper's baseline, and so does an input offered no tool the toolbox holds. Where
+a tool retriever offers one tool alone (its top 1), a call that opens is given that tool's name:
+the model writes the input. A start marker right after a backslash is text, as in the
 corpus ("\\[Calculator(", CallSyntax.escape): no call opens there.
 """
 from __future__ import annotations
@@ -48,6 +50,7 @@ class _Row:
     pending: list[int]          # tokens to feed at the next step
     meta: Mapping
     offered: frozenset[str] | None
+    callable: frozenset[str] = frozenset()  # the offered tools the toolbox holds: what a call may name
     generated: list[int] = field(default_factory=list)  # model tokens and tool results
     new_tokens: int = 0
     calls: list[dict] = field(default_factory=list)
@@ -82,11 +85,15 @@ class ToolDecoder:
         results: list[Generation | None] = [None] * len(prompts)
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress, file=sys.stderr):
-            rows = [_Row(list(encoded[i]), metas[i], offered[i]) for i in batch]
+            rows = [_Row(list(encoded[i]), metas[i], offered[i], self._callable(offered[i])) for i in batch]
             self._decode(rows, max_new_tokens, stop_at_newline)
             for i, row in zip(batch, rows):
                 results[i] = self._finish(row, prompts[i], stop_at_newline)
         return results
+
+    def _callable(self, offered: frozenset[str] | None) -> frozenset[str]:
+        names = frozenset(t.name for t in self.toolbox.tools.values()) if self.toolbox is not None else frozenset()
+        return names if offered is None else names & offered
 
     def _next_tokens(self, logits: torch.Tensor, may_call: list[bool], may_start: list[bool]) -> torch.Tensor:
         """Greedy choice per row; rows that may call are forced into a call when a start token is in the top k."""
@@ -110,7 +117,8 @@ class ToolDecoder:
         active = rows
         while active:
             logits = session.step([row.pending for row in active])
-            may_call = [row.call_from is None and row.starts < self.max_calls for row in active]
+            may_call = [row.call_from is None and row.starts < self.max_calls and bool(row.callable)
+                        for row in active]
             may_start = ([m or row.call_from is not None for m, row in zip(may_call, active)]
                          if self.toolbox is not None else [False] * len(active))
             may_call = [m and not row.escaped for m, row in zip(may_call, active)]
@@ -132,6 +140,12 @@ class ToolDecoder:
         if row.call_from is None and may_call and token in self.start_set:
             row.call_from = len(row.generated) - 1
             row.starts += 1
+            if self.syntax.named and row.offered is not None and len(row.callable) == 1:
+                # the retriever chose the tool: the call names it, whatever the model would have
+                # guessed (without a retriever the model names it, and "[5 + 14]" stays text)
+                named = self.lm.encode(next(iter(row.callable)))
+                row.generated += named
+                row.pending += named
         elif row.call_from is not None:
             row.pending += self._advance_call(row)
         elif stop_at_newline and "\n" in self.lm.decode([token]) and self.lm.decode(row.generated).strip():
