@@ -338,6 +338,12 @@ def test_evaluate_end_to_end_writes_records_summary_and_table(tmp_path, tiny_mod
     rows = read_records(tmp_path / "eval3" / "svamp.tools-on.jsonl")
     assert [len(r["tools_offered"]) for r in rows] == [1, 1]
     assert all(set(r["tools_offered"]) <= set(picked["tools_allowed"]) for r in rows)
+    # a retriever that does not load stops the evaluation before its first example, tools off included
+    from toolformer.lm.loading import ModelNotFound
+    with pytest.raises(ModelNotFound, match="tool retriever '.*none'"):
+        evaluate(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=2, tools="both", max_new_tokens=4,
+                 out=str(tmp_path / "eval4"), progress=False, tool_retriever=str(tmp_path / "none"))
+    assert not (tmp_path / "eval4" / "svamp.tools-off.jsonl").exists()
     evaluate(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=2, tools="off", max_new_tokens=4,
              out=str(tmp_path / "eval2"), table=str(table), progress=False)
     lines = table.read_text().splitlines()

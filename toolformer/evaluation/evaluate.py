@@ -205,6 +205,10 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
     summary = {**fixed, "n": len(examples), **info}
     lm = None  # loaded when some example is still to do
     modes = ("off", "on") if s.tools == "both" else (s.tools,)
+    # the retriever ranks every example before any decoding: a bad --tool-retriever fails at once
+    box = ToolBox(allowed, s.wiki_corpus) if "on" in modes else None
+    offers = offer_tools(s.tool_retriever, [e.prompt for e in examples], box, s.tools_per_input)
+    offers = dict(zip((e.id for e in examples), offers)) if offers is not None else None
     results = {}
     for mode in modes:
         path = out_dir / f"{bench.name}.tools-{mode}.jsonl"
@@ -218,9 +222,9 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
             if not claimed:
                 settings_path.write_text(json.dumps(fixed, indent=2, ensure_ascii=False) + "\n")
                 claimed = True
-            toolbox = ToolBox(allowed, s.wiki_corpus) if mode == "on" else None
+            toolbox = box if mode == "on" else None
             decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls)
-            offered = offer_tools(s.tool_retriever, [e.prompt for e in todo], toolbox, s.tools_per_input)
+            offered = [offers[e.id] for e in todo] if offers is not None and toolbox is not None else None
             for record in _decode_committed(writer, decoder, todo, offered, max_new_tokens, s.batch_size,
                                             f"tools {mode}" if s.progress else None, reached):
                 done[record["id"]] = record

@@ -26,7 +26,14 @@ Retriever = Encoder | type[BM25]  # an embedder, or the BM25 class (it indexes p
 @lru_cache(maxsize=4)
 def load_retriever(ref: str) -> Retriever:
     """BM25 for "bm25", else the embedder `ref` names (see load_encoder)."""
-    return BM25 if ref == BM25.name else load_encoder(ref)
+    from toolformer.lm.loading import ModelNotFound
+    if ref == BM25.name:
+        return BM25
+    try:
+        return load_encoder(ref)
+    except ModelNotFound as err:  # say which flag named it: the message alone speaks of a model
+        raise ModelNotFound(f"tool retriever {ref!r}: expected 'bm25', a folder `toolformer retriever train` "
+                            f"wrote, or an embedder ({err})") from None
 
 
 def tool_embeddings(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
