@@ -480,6 +480,31 @@ def test_a_knowledge_eval_records_reach_per_example(tmp_path, tiny_model):
     assert reach_query(load_examples("nq", data_file=str(data))[0][0]) == REACH_ROWS[0]["question"]
     lama = Example("l", "The theory of relativity was developed by", ("Einstein",), "words5")
     assert reach_query(lama) == lama.prompt  # LAMA: the sentence up to its mask
+    # in reach only: the one example whose answer the top passage holds, of the 4 searched
+    inside = evaluate(benchmark="nq", model=tiny_model, data_file=str(data), tools="off", max_new_tokens=3,
+                      out=str(tmp_path / "inside"), progress=False, in_reach_only=True)
+    rows = read_records(tmp_path / "inside" / "nq.tools-off.jsonl")
+    assert [r["id"] for r in rows] == ["nq:1"] and (inside["n"], inside["in_reach_of"], inside["subset"]) == (1, 4, "in reach")
+
+
+def test_in_reach_only_takes_the_examples_calendar_answers_and_a_seeded_limit_of_knowledge_ones(tmp_path, tiny_model):
+    from toolformer.benchmarks import dateset
+    from toolformer.evaluation.evaluate import _in_reach
+    from toolformer.evaluation.reach import calendar_reach
+    summary = evaluate(benchmark="dateset", model=tiny_model, limit=21, tools="off", max_new_tokens=2,
+                       out=str(tmp_path / "eval"), progress=False, in_reach_only=True)
+    reached = calendar_reach(dateset(21))
+    want = [i for i, r in reached.items() if r["in_reach"]]
+    assert [r["id"] for r in read_records(tmp_path / "eval" / "dateset.tools-off.jsonl")] == want
+    assert (summary["n"], summary["in_reach_of"]) == (len(want), 21) and 0 < len(want) < 21
+    examples, bench = dateset(21), get_benchmark("dateset")
+    two, three = ({e.id for e in _in_reach(examples, reached, bench, n, 0)} for n in (2, 3))
+    assert len(two) == 2 and len(three) == 3 and two < three <= set(want)
+
+
+def test_in_reach_only_is_refused_where_there_is_no_reach(tiny_model, svamp_file):
+    with pytest.raises(UserError, match="svamp has no reach"):
+        evaluate(benchmark="svamp", model=tiny_model, data_file=svamp_file, in_reach_only=True)
 
 
 @pytest.mark.slow

@@ -268,6 +268,9 @@ class EvalSettings(DecodingSettings):
     limit: int | None = opt(None, "a seeded subset of N examples; a larger N keeps those of a smaller one, "
                                   "so a re-run extends the evaluation (dateset: N generated)")
     tools: str = opt("both", "decode with tools on, off, or both (a paired comparison)", choices=("on", "off", "both"))
+    in_reach_only: bool = opt(False, "only the examples in reach: a gold answer in the top WikiSearch passage of "
+                                     "the question (knowledge benchmarks) or in what Calendar() says (dateset: of "
+                                     "the N generated); --limit takes a seeded subset of those")
     allow_tools: str | None = opt(None, "comma-separated tools the model may call "
                                         "(default: all but those the paper withholds from the task)")
     batch_size: int = opt(16, "prompts decoded together")

@@ -33,7 +33,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from toolformer.assets import DEFAULT_LM
-from toolformer.benchmarks import Benchmark, Example, get_benchmark, load_examples, score
+from toolformer.benchmarks import Benchmark, Example, get_benchmark, load_examples, score, seeded_subset
 from toolformer.config import EvalSettings
 from toolformer.corpus.syntax import get_syntax
 from toolformer.errors import UserValueError
@@ -168,14 +168,32 @@ def _allowed_tools(bench: Benchmark, allow: str | None) -> list[str]:
     return [get_tool(name).name for name in allow.split(",") if name.strip()]
 
 
+def _in_reach(examples: list[Example], reached: dict | None, bench: Benchmark, limit: int | None,
+              seed: int) -> list[Example]:
+    """The examples in reach, a seeded `limit` of them if given."""
+    if reached is None:
+        raise UserValueError(f"--in-reach-only: {bench.name} has no reach to select by (knowledge benchmarks "
+                             f"and dateset have)")
+    inside = [e for e in examples if reached[e.id]["in_reach"]]
+    if not inside:
+        raise UserValueError(f"--in-reach-only: none of the {len(examples)} {bench.name} examples is in reach")
+    if limit is not None and limit < len(inside):
+        keep = seeded_subset([e.id for e in inside], limit, seed)
+        inside = [e for e in inside if e.id in keep]
+    return inside
+
+
 def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
     """Run one benchmark with tools on and/or off, resuming what `out` holds; write records, a
     summary and an optional table row; return the summary. Takes EvalSettings, or its fields
     as keyword arguments (evaluate(benchmark="svamp", limit=50)), or both (fields override)."""
     s = dataclasses.replace(settings, **fields) if settings else EvalSettings(**fields)
     bench = get_benchmark(s.benchmark)
+    # in reach only: every example is searched, then --limit draws among those in reach
+    whole = s.in_reach_only and bench.kind != "dateset"
     examples, info = load_examples(bench.name, data_file=s.data_file, data_dir=s.data_dir, hub=s.hub,
-                                   hub_split=s.hub_split, split=s.split, limit=s.limit, seed=s.seed)
+                                   hub_split=s.hub_split, split=s.split, limit=None if whole else s.limit,
+                                   seed=s.seed)
     if not examples:
         raise UserValueError(f"benchmark {bench.name}: no examples to evaluate ({info})")
     recorded = adapter_info(s.adapter)
@@ -199,6 +217,9 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
         reached = reach.reach_fields(examples, index)
     elif bench.expected_tool == "Calendar":  # what Calendar() says is fixed by each example's date
         reached = reach.calendar_reach(examples)
+    if s.in_reach_only:
+        examples = _in_reach(examples, reached, bench, s.limit if whole else None, s.seed)
+        fixed["subset"], info["in_reach_of"] = "in reach", len(reached)
     settings_path = out_dir / f"{bench.name}.settings.json"
     claimed = _check_settings(settings_path, fixed)
 
