@@ -150,6 +150,19 @@ def test_unfinished_call_is_left_out_of_the_answer(base, tokenizer):
     assert gen.calls == [{"tool": None, "input": None, "result": None, "error": "unfinished call"}]
 
 
+def test_a_call_without_its_arrow_is_closed_and_run_at_max_call_tokens(base, tokenizer):
+    """A model that writes a sentence into a call gets the call closed and run after
+    max_call_tokens tokens (from the start marker), and keeps the rest of its budget to answer."""
+    tool, log = counting_tool("Calculator", "2")
+    script = " [Calculator(1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1"
+    (gen,) = ToolDecoder(HFBackend(Steered(base, tokenizer, script), tokenizer), TOOLFORMER, ToolBox([tool]),
+                         max_call_tokens=8).generate(["x"], max_new_tokens=20)
+    # " [", "Calcul", "ator", "(", "1", " +", " ", "1": eight tokens, then ") → 2]" is fed
+    assert log == [("1 + 1", {})] and gen.output.startswith(" [Calculator(1 + 1) → 2]")
+    assert gen.calls == [{"tool": "Calculator", "input": "1 + 1", "result": "2", "error": None, "cut_at": 8}]
+    assert gen.new_tokens == 20  # the model goes on after the call
+
+
 def test_top_k_trigger(base, tokenizer):
     # the start marker is only the second most likely token: top-10 starts a call, greedy does not
     tool, log = counting_tool("Calculator", "3")

@@ -236,6 +236,9 @@ class DecodingSettings:
     syntax: str | None = opt(None, "call syntax (default: the adapter's, else toolformer)")
     top_k: int = opt(10, "start a call when the start marker is in the top k (1: greedy)")
     max_calls: int = opt(1, "calls per input at most")
+    max_call_tokens: int = opt(48, "an open call (name and input) that reaches this many tokens without its "
+                                   "arrow is closed there and run on what it holds (the demo's longest kept "
+                                   "call has 33)")
     tool_retriever: str | None = opt(None, "offer each input only its top tools by this retriever "
                                            "(bm25, a model, or a `toolformer retriever train` folder)")
     tools_per_input: int = opt(1, "tools offered per input with --tool-retriever")

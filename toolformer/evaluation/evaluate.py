@@ -205,7 +205,8 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
     # everything a record depends on: a re-run must match it to continue
     fixed = {"benchmark": bench.name, "model": model_ref, "adapter": str(s.adapter) if s.adapter else None,
              "adapter_weights": _adapter_digest(s.adapter), "syntax": syntax_name, "split": info["split"],
-             "seed": s.seed, "top_k": s.top_k, "max_calls": s.max_calls, "max_new_tokens": max_new_tokens,
+             "seed": s.seed, "top_k": s.top_k, "max_calls": s.max_calls, "max_call_tokens": s.max_call_tokens,
+             "max_new_tokens": max_new_tokens,
              "tools_allowed": allowed, "tool_retriever": s.tool_retriever,
              "tools_per_input": s.tools_per_input if s.tool_retriever else None,
              # recorded only when set, so evaluations made before the flag existed still resume
@@ -244,7 +245,7 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
                 settings_path.write_text(json.dumps(fixed, indent=2, ensure_ascii=False) + "\n")
                 claimed = True
             toolbox = box if mode == "on" else None
-            decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls)
+            decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls, s.max_call_tokens)
             offered = [offers[e.id] for e in todo] if offers is not None and toolbox is not None else None
             for record in _decode_committed(writer, decoder, todo, offered, max_new_tokens, s.batch_size,
                                             f"tools {mode}" if s.progress else None, reached):

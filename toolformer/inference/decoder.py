@@ -4,7 +4,8 @@ Greedy decoding, batched in one backend decode session. A call starts whenever t
 (its first token, spelled " [" or "[") is among the top-k next tokens (k=1: plain greedy); the
 marker is then forced. When the model has written the arrow (checked on the decoded text: token
 boundaries vary), decoding of that row pauses, the tool runs, and its result and the end marker
-are fed in with the row's next token before decoding goes on. After `max_calls` calls (default 1)
+are fed in with the row's next token before decoding goes on; a call still without its arrow after
+`max_call_tokens` tokens is closed there and run. After `max_calls` calls (default 1)
 every token that begins the start marker is banned; "tools off" bans them from the start:
 p(<API>) = 0, the paper's baseline, and so does an input offered no tool the toolbox holds. Where
 a tool retriever offers one tool alone (its top 1), a call that opens is given that tool's name:
@@ -21,7 +22,7 @@ from typing import Mapping, Sequence
 import torch
 from tqdm import tqdm
 
-from toolformer.config import GenerateSettings
+from toolformer.config import DecodingSettings, GenerateSettings
 from toolformer.corpus.calls import inline_result, strip_calls
 from toolformer.corpus.syntax import ESCAPE, CallSyntax, TOOLFORMER, get_syntax
 from toolformer.inference.toolbox import ToolBox, offer_tools
@@ -62,10 +63,11 @@ class _Row:
 
 class ToolDecoder:
     def __init__(self, lm: LMBackend, syntax: CallSyntax = TOOLFORMER, toolbox: ToolBox | None = None,
-                 top_k: int = 10, max_calls: int = 1):
+                 top_k: int = 10, max_calls: int = 1,
+                 max_call_tokens: int = DecodingSettings.max_call_tokens):
         self.lm, self.syntax = lm, syntax
         self.toolbox = toolbox  # None: tools off
-        self.top_k, self.max_calls = top_k, max_calls
+        self.top_k, self.max_calls, self.max_call_tokens = top_k, max_calls, max_call_tokens
         self.start_set = set(start_marker_ids(lm, syntax.start))
         self.start_ids = torch.tensor(sorted(self.start_set))
         self.banned = torch.tensor(marker_token_ids(lm, syntax.start))
@@ -162,25 +164,35 @@ class ToolDecoder:
             row.call_from = None  # "[5 + 14]": a bracket, not a call; the text stays as it is
             return []
         hits = [(text.find(a, body_at), a) for a in syntax.arrows if text.find(a, body_at) >= 0]
-        if not hits:
-            closed = syntax.end and syntax.parse(text.lstrip())
-            if closed:  # written without an arrow, e.g. "[Calculator(1 + 2)]": no result to fetch
-                row.calls.append({"tool": closed[0].tool, "input": closed[0].input, "result": None,
-                                  "error": "closed without an arrow"})
-                row.call_from = None
-            return []
-        at, arrow = min(hits)
-        parsed = syntax.parse_body(text[body_at:at])
+        if hits:
+            at, arrow = min(hits)
+            return self._run(row, text[body_at:at], "" if text[-1:].isspace() else self.after_arrow)
+        closed = syntax.end and syntax.parse(text.lstrip())
+        if closed:  # written without an arrow, e.g. "[Calculator(1 + 2)]": no result to fetch
+            row.calls.append({"tool": closed[0].tool, "input": closed[0].input, "result": None,
+                              "error": "closed without an arrow"})
+            row.call_from = None
+        elif len(row.generated) - row.call_from >= self.max_call_tokens:
+            # a sentence, not a call input: closed here and run on what it holds, so the row keeps
+            # tokens to answer with (it spent them all inside the call before)
+            body = text[body_at:]
+            close = ")" if syntax.named and not body.rstrip().endswith(")") else ""
+            return self._run(row, body + close, close + syntax.arrow, cut=True)
+        return []
+
+    def _run(self, row: _Row, body: str, lead: str, cut: bool = False) -> list[int]:
+        """Run the call written as `body` ("Calculator(1 + 2)"); the tokens to feed: `lead` (what
+        comes before the result), the result and the end marker."""
+        parsed = self.syntax.parse_body(body)
         if parsed is None:
-            call = {"tool": None, "input": text[body_at:at].strip(), "result": None, "error": "unparseable call"}
+            call = {"tool": None, "input": body.strip(), "result": None, "error": "unparseable call"}
             result = ""
         else:
             result, error = self.toolbox.run(parsed[0], parsed[1], row.meta, row.offered)
             call = {"tool": parsed[0], "input": parsed[1], "result": result, "error": error}
             result = inline_result(result) if result is not None else ""
-        row.calls.append(call)
-        sep = "" if text[-1:].isspace() else self.after_arrow
-        fed = self.lm.encode(sep + result + syntax.end)
+        row.calls.append({**call, "cut_at": self.max_call_tokens} if cut else call)
+        fed = self.lm.encode(lead + result + self.syntax.end)
         row.generated += fed
         row.call_from = None
         return fed
@@ -216,6 +228,6 @@ def generate(prompts: Sequence[str], settings: GenerateSettings | None = None,
     syntax_name = s.syntax or adapter_info(s.adapter).get("syntax") or "toolformer"
     toolbox = None if s.tools == "off" else ToolBox(s.allow_tools.split(",") if s.allow_tools else TOOL_KEYS,
                                                     s.wiki_corpus)
-    decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls)
+    decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls, s.max_call_tokens)
     return decoder.generate(prompts, metas, s.max_new_tokens, s.batch_size, stop_at_newline,
                             offered=offer_tools(s.tool_retriever, prompts, toolbox, s.tools_per_input))
