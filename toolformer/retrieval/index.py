@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from toolformer.assets import cache_dir
+from toolformer.lm.loading import ModelNotFound
 from toolformer.retrieval.bm25 import BM25
 from toolformer.retrieval.data import ToolSet
 from toolformer.retrieval.encoders import Encoder, load_encoder
@@ -26,7 +27,6 @@ Retriever = Encoder | type[BM25]  # an embedder, or the BM25 class (it indexes p
 @lru_cache(maxsize=4)
 def load_retriever(ref: str) -> Retriever:
     """BM25 for "bm25", else the embedder `ref` names (see load_encoder)."""
-    from toolformer.lm.loading import ModelNotFound
     if ref == BM25.name:
         return BM25
     try:
