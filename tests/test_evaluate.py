@@ -484,7 +484,8 @@ def test_a_knowledge_eval_records_reach_per_example(tmp_path, tiny_model):
     inside = evaluate(benchmark="nq", model=tiny_model, data_file=str(data), tools="off", max_new_tokens=3,
                       out=str(tmp_path / "inside"), progress=False, in_reach_only=True)
     rows = read_records(tmp_path / "inside" / "nq.tools-off.jsonl")
-    assert [r["id"] for r in rows] == ["nq:1"] and (inside["n"], inside["in_reach_of"], inside["subset"]) == (1, 4, "in reach")
+    assert [r["id"] for r in rows] == ["nq:1"]
+    assert (inside["n"], inside["in_reach"], inside["in_reach_of"], inside["subset"]) == (1, 1, 4, "in reach")
 
 
 def test_in_reach_only_takes_the_examples_calendar_answers_and_a_seeded_limit_of_knowledge_ones(tmp_path, tiny_model):
@@ -496,10 +497,11 @@ def test_in_reach_only_takes_the_examples_calendar_answers_and_a_seeded_limit_of
     reached = calendar_reach(dateset(21))
     want = [i for i, r in reached.items() if r["in_reach"]]
     assert [r["id"] for r in read_records(tmp_path / "eval" / "dateset.tools-off.jsonl")] == want
-    assert (summary["n"], summary["in_reach_of"]) == (len(want), 21) and 0 < len(want) < 21
+    assert (summary["n"], summary["in_reach"], summary["in_reach_of"]) == (len(want), len(want), 21)
+    assert 3 < len(want) < 21
     examples, bench = dateset(21), get_benchmark("dateset")
-    two, three = ({e.id for e in _in_reach(examples, reached, bench, n, 0)} for n in (2, 3))
-    assert len(two) == 2 and len(three) == 3 and two < three <= set(want)
+    (two, n2), (three, n3) = (_in_reach(examples, reached, bench, n, 0) for n in (2, 3))
+    assert {e.id for e in two} < {e.id for e in three} <= set(want) and len(three) == 3 and n2 == n3 == len(want)
 
 
 def test_in_reach_only_is_refused_where_there_is_no_reach(tiny_model, svamp_file):

@@ -169,8 +169,8 @@ def _allowed_tools(bench: Benchmark, allow: str | None) -> list[str]:
 
 
 def _in_reach(examples: list[Example], reached: dict | None, bench: Benchmark, limit: int | None,
-              seed: int) -> list[Example]:
-    """The examples in reach, a seeded `limit` of them if given."""
+              seed: int) -> tuple[list[Example], int]:
+    """The examples in reach (a seeded `limit` of them if given), and how many are in reach."""
     if reached is None:
         raise UserValueError(f"--in-reach-only: {bench.name} has no reach to select by (knowledge benchmarks "
                              f"and dateset have)")
@@ -179,8 +179,8 @@ def _in_reach(examples: list[Example], reached: dict | None, bench: Benchmark, l
         raise UserValueError(f"--in-reach-only: none of the {len(examples)} {bench.name} examples is in reach")
     if limit is not None and limit < len(inside):
         keep = seeded_subset([e.id for e in inside], limit, seed)
-        inside = [e for e in inside if e.id in keep]
-    return inside
+        return [e for e in inside if e.id in keep], len(inside)
+    return inside, len(inside)
 
 
 def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
@@ -219,7 +219,7 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
     elif bench.expected_tool == "Calendar":  # what Calendar() says is fixed by each example's date
         reached = reach.calendar_reach(examples)
     if s.in_reach_only:
-        examples = _in_reach(examples, reached, bench, s.limit if whole else None, s.seed)
+        examples, info["in_reach"] = _in_reach(examples, reached, bench, s.limit if whole else None, s.seed)
         fixed["subset"], info["in_reach_of"] = "in reach", len(reached)
     settings_path = out_dir / f"{bench.name}.settings.json"
     claimed = _check_settings(settings_path, fixed)
