@@ -488,7 +488,8 @@ def test_a_knowledge_eval_records_reach_per_example(tmp_path, tiny_model):
     assert (inside["n"], inside["in_reach"], inside["in_reach_of"], inside["subset"]) == (1, 1, 4, "in reach")
 
 
-def test_in_reach_only_takes_the_examples_calendar_answers_and_a_seeded_limit_of_knowledge_ones(tmp_path, tiny_model):
+def test_in_reach_only_takes_the_examples_calendar_answers_and_a_seeded_limit_of_knowledge_ones(tmp_path, tiny_model,
+                                                                                              capsys):
     from toolformer.benchmarks import dateset
     from toolformer.evaluation.evaluate import _in_reach
     from toolformer.evaluation.reach import calendar_reach
@@ -498,6 +499,9 @@ def test_in_reach_only_takes_the_examples_calendar_answers_and_a_seeded_limit_of
     want = [i for i, r in reached.items() if r["in_reach"]]
     assert [r["id"] for r in read_records(tmp_path / "eval" / "dateset.tools-off.jsonl")] == want
     assert (summary["n"], summary["in_reach"], summary["in_reach_of"]) == (len(want), len(want), 21)
+    main(["eval", "--benchmark", "dateset", "--limit", "21", "--in-reach-only", "--model", tiny_model, "--tools", "off",
+          "--max-new-tokens", "2", "--out", str(tmp_path / "eval"), "--no-progress"])
+    assert f"dateset ({len(want)} examples, all, drawn from the {len(want)} of 21 in reach)" in capsys.readouterr().out
     assert 3 < len(want) < 21
     examples, bench = dateset(21), get_benchmark("dateset")
     (two, n2), (three, n3) = (_in_reach(examples, reached, bench, n, 0) for n in (2, 3))

@@ -21,7 +21,7 @@ def _difference(result: dict) -> str:
 def cmd_eval(args) -> dict:
     summary = evaluate(from_args(EvalSettings, args))
     left_out = f", {summary['left_out']} not scorable, left out" if summary.get("left_out") else ""
-    subset = (f", of the {summary['in_reach']} in reach of {summary['in_reach_of']}"
+    subset = (f", drawn from the {summary['in_reach']} of {summary['in_reach_of']} in reach"
               if summary.get("in_reach_of") else "")
     parts = [f"{summary['benchmark']} ({summary['n']} examples, {summary['split']['part']}{subset}{left_out}):"]
     if "tools_off" in summary:
