@@ -488,8 +488,7 @@ def test_a_knowledge_eval_records_reach_per_example(tmp_path, tiny_model):
     assert (inside["n"], inside["in_reach"], inside["in_reach_of"], inside["subset"]) == (1, 1, 4, "in reach")
 
 
-def test_in_reach_only_takes_the_examples_calendar_answers_and_a_seeded_limit_of_knowledge_ones(tmp_path, tiny_model,
-                                                                                              capsys):
+def test_in_reach_only_takes_what_calendar_answers_and_a_seeded_limit(tmp_path, tiny_model, capsys):
     from toolformer.benchmarks import dateset
     from toolformer.evaluation.evaluate import _in_reach
     from toolformer.evaluation.reach import calendar_reach
