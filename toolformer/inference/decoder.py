@@ -165,7 +165,7 @@ class ToolDecoder:
             return []
         hits = [(text.find(a, body_at), a) for a in syntax.arrows if text.find(a, body_at) >= 0]
         if hits:
-            at, arrow = min(hits)
+            at = min(hits)[0]
             return self._run(row, text[body_at:at], "" if text[-1:].isspace() else self.after_arrow)
         closed = syntax.end and syntax.parse(text.lstrip())
         if closed:  # written without an arrow, e.g. "[Calculator(1 + 2)]": no result to fetch
