@@ -138,6 +138,14 @@ def seeded_subset(ids: list[str], limit: int, seed: int) -> set[str]:
     return set(sorted(ids, key=lambda i: _unit("subset", seed, i))[:limit])
 
 
+def limit_examples(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+    """A seeded subset of `limit` examples (all with None), in their given order."""
+    if limit is None or limit >= len(examples):
+        return examples
+    keep = seeded_subset([e.id for e in examples], limit, seed)
+    return [e for e in examples if e.id in keep]
+
+
 # ---------------------------------------------------------------------------- lenient metrics
 
 # a number: thousands groups "1,234" or plain digits, an optional decimal part
@@ -383,7 +391,4 @@ def load_examples(name: str, *, data_file: str | Path | None = None, data_dir: s
                           "of": len(examples)}
         examples = [e for e in examples if in_test_split(e.problem, fraction, split_seed) == (part == "test")]
     info["available"] = len(examples)
-    if limit is not None and limit < len(examples):
-        keep = seeded_subset([e.id for e in examples], limit, seed)
-        examples = [e for e in examples if e.id in keep]
-    return examples, info
+    return limit_examples(examples, limit, seed), info

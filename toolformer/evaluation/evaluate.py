@@ -33,7 +33,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from toolformer.assets import DEFAULT_LM
-from toolformer.benchmarks import Benchmark, Example, get_benchmark, load_examples, score, seeded_subset
+from toolformer.benchmarks import Benchmark, Example, get_benchmark, limit_examples, load_examples, score
 from toolformer.config import EvalSettings
 from toolformer.corpus.syntax import get_syntax
 from toolformer.errors import UserValueError
@@ -177,10 +177,7 @@ def _in_reach(examples: list[Example], reached: dict | None, bench: Benchmark, l
     inside = [e for e in examples if reached[e.id]["in_reach"]]
     if not inside:
         raise UserValueError(f"--in-reach-only: none of the {len(examples)} {bench.name} examples is in reach")
-    if limit is not None and limit < len(inside):
-        keep = seeded_subset([e.id for e in inside], limit, seed)
-        return [e for e in inside if e.id in keep], len(inside)
-    return inside, len(inside)
+    return limit_examples(inside, limit, seed), len(inside)
 
 
 def evaluate(settings: EvalSettings | None = None, **fields) -> dict:

@@ -68,6 +68,7 @@ class ToolDecoder:
         self.lm, self.syntax = lm, syntax
         self.toolbox = toolbox  # None: tools off
         self.top_k, self.max_calls, self.max_call_tokens = top_k, max_calls, max_call_tokens
+        self.tool_names = frozenset(t.name for t in toolbox.tools.values()) if toolbox is not None else frozenset()
         self.start_set = set(start_marker_ids(lm, syntax.start))
         self.start_ids = torch.tensor(sorted(self.start_set))
         self.banned = torch.tensor(marker_token_ids(lm, syntax.start))
@@ -94,8 +95,7 @@ class ToolDecoder:
         return results
 
     def _callable(self, offered: frozenset[str] | None) -> frozenset[str]:
-        names = frozenset(t.name for t in self.toolbox.tools.values()) if self.toolbox is not None else frozenset()
-        return names if offered is None else names & offered
+        return self.tool_names if offered is None else self.tool_names & offered
 
     def _next_tokens(self, logits: torch.Tensor, may_call: list[bool], may_start: list[bool]) -> torch.Tensor:
         """Greedy choice per row; rows that may call are forced into a call when a start token is in the top k."""
@@ -163,10 +163,9 @@ class ToolDecoder:
         if syntax.named and not NAME_SO_FAR.match(text[body_at:]):
             row.call_from = None  # "[5 + 14]": a bracket, not a call; the text stays as it is
             return []
-        hits = [(text.find(a, body_at), a) for a in syntax.arrows if text.find(a, body_at) >= 0]
-        if hits:
-            at = min(hits)[0]
-            return self._run(row, text[body_at:at], "" if text[-1:].isspace() else self.after_arrow)
+        arrows_at = [at for a in syntax.arrows if (at := text.find(a, body_at)) >= 0]
+        if arrows_at:
+            return self._run(row, text[body_at:min(arrows_at)], "" if text[-1:].isspace() else self.after_arrow)
         closed = syntax.end and syntax.parse(text.lstrip())
         if closed:  # written without an arrow, e.g. "[Calculator(1 + 2)]": no result to fetch
             row.calls.append({"tool": closed[0].tool, "input": closed[0].input, "result": None,
