@@ -67,19 +67,24 @@ def test_round_trip_ranks_and_hard_negatives_follow_bm25(api_file):
 def test_synthetic_pairs_drop_empty_ambiguous_and_failed_round_trips(api_file):
     tools, _ = read_tool_set(api_file)
     rec = lambda tool, q, rank, writer="templates": {  # noqa: E731
-        "tool": tool, "query": q, "writer": writer, "empty": not q, "bm25_rank": rank, "negatives": ["hub.load('yolo')"]}
+        "tool": tool, "query": q, "writer": writer, "empty": not q, "bm25_rank": rank,
+        "negatives": ["hub.load('resnet-wide')", "hub.load('yolo')"]}
     records = [rec("hub.load('resnet')", "classify my photos", 1), rec("hub.load('silero')", "", None, "lm"),
-               rec("hub.load('resnet')", "Image models?", 1), rec("hub.load('resnet-wide')", "image models?", 2),
+               rec("hub.load('resnet')", "Image models?", 4), rec("hub.load('resnet-wide')", "image models?", 2),
+               rec("hub.load('resnet')", "a model please", 1), rec("hub.load('yolo')", "a model please", 1),
                rec("hub.load('silero')", "speech to text please", 4, "lm"), rec("hub.load('yolo')", "find cars", 1, "lm"),
                rec("hub.load('yolo')", "Find cars", 1)]
     pairs, figures = synthetic_pairs(records, tools, round_trip_k=3, hard_negatives=1)
-    assert [p.query for p in pairs] == ["classify my photos", "find cars"]
-    assert pairs[0].positive == tools.text_of("hub.load('resnet')")
-    assert pairs[0].negatives == (tools.text_of("hub.load('yolo')"),)
-    assert figures["empty_generations"] == 1 and figures["ambiguous"] == 2 and figures["repeats"] == 1
-    assert figures["removed_by_round_trip"] == 1
+    assert [p.query for p in pairs] == ["classify my photos", "Image models?", "find cars"]
+    resnet, wide, yolo = (tools.text_of(f"hub.load('{n}')") for n in ("resnet", "resnet-wide", "yolo"))
+    assert pairs[0].positive == resnet and pairs[0].negatives == (wide,) and pairs[0].relevant == {resnet}
+    # written for both ResNet documents (one api_name): both relevant, the twin never a negative,
+    # and the round trip passes on the twin's rank (2), not its own (4)
+    assert pairs[1].positive == resnet and pairs[1].relevant == {resnet, wide} and pairs[1].negatives == (yolo,)
+    assert figures["empty_generations"] == 1 and figures["ambiguous"] == 2 and figures["repeats"] == 2
+    assert figures["shared_by_one_api_name"] == 1 and figures["removed_by_round_trip"] == 1
     assert figures["by_writer"]["lm"] == {"written": 3, "empty": 1, "kept": 1}
-    assert len(synthetic_pairs(records, tools, round_trip_k=0, hard_negatives=1)[0]) == 3
+    assert len(synthetic_pairs(records, tools, round_trip_k=0, hard_negatives=1)[0]) == 4
 
 
 def test_synthesis_resumes_to_the_same_file_after_a_cut(api_file, tmp_path, tiny_model_dir):
@@ -158,6 +163,7 @@ def test_cli_train_from_documents_alone_then_eval_json(api_file, tmp_path, capsy
     assert figures["queries"] == 4 and figures["gold_not_in_tools"] == 1
     assert set(figures["results"]) == {str(out), "hybrid", "bm25"} and figures["headline"] == "hybrid"
     assert figures["recall_at_1"] == figures["results"]["hybrid"]["recall@1"]
+    assert figures["api_name_recall_at_1"] == figures["results"]["hybrid"]["by_api_name"]["recall@1"]
     assert {"recall_at_5", "ndcg_at_10", "ci", "vs_bm25"} <= set(figures)
     bm25 = figures["results"]["bm25"]
     assert bm25["recall@1"] == 0.75 and bm25["by_api_name"]["recall@1"] == 1.0

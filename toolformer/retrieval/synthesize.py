@@ -50,7 +50,14 @@ TEMPLATES = (
     "Find an API that does this: {span}",
     "I want to build an app for {domain_lower}: {span}",
     "Give me a model of the {api_name} family for {functionality_lower}.",
+    # a user's situation around the need, as real requests have it: the encoder learns to look past it
+    "{persona} needs a pretrained model for {functionality_lower}. Which API would you recommend?",
+    "{persona} is building something that needs this: {span} Which API fits?",
+    "{persona} works on {domain_lower} and wants a model that does this: {span}",
 )
+PERSONAS = ("A startup", "Our research lab", "A mobile app developer", "A student", "A hospital's IT team",
+            "An online shop", "A news website", "A hobbyist", "A city council", "A game studio",
+            "A farmer's cooperative", "A museum")
 
 
 def spread(n: int, documents: int) -> list[int]:
@@ -81,7 +88,8 @@ def template_query(fields: dict, text: str, seed: int) -> tuple[str, str]:
     words = fields.get("description", text).split()
     length = min(len(words), rng.randint(6, 14))
     start = rng.randint(0, len(words) - length) if words else 0
-    values = {**fields, "span": " ".join(words[start:start + length]).rstrip(".,;:") + "."}
+    values = {**fields, "span": " ".join(words[start:start + length]).rstrip(".,;:") + ".",
+              "persona": rng.choice(PERSONAS)}
     for f in ("functionality", "domain"):
         if f in fields:
             values[f"{f}_lower"] = fields[f].lower()
@@ -165,7 +173,8 @@ def synthesize(tools: ToolSet, n: int, out: str | Path, writer: str = "templates
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"n": n, "writer": writer, "lm": lm or DEFAULT_LM if writer != "templates" else None, "seed": seed,
-            "tools": hashlib.sha256("\0".join(tools.names + tools.texts).encode()).hexdigest()[:16]}
+            "tools": hashlib.sha256("\0".join(tools.names + tools.texts).encode()).hexdigest()[:16],
+            "templates": hashlib.sha256("\0".join(TEMPLATES + PERSONAS).encode()).hexdigest()[:16]}
     meta_path, path = out / META_FILE, out / SYNTHETIC_FILE
     if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
         raise UserValueError(f"{out} holds synthetic queries written with other settings "
@@ -230,33 +239,46 @@ def round_trip(bm25: BM25, tools: ToolSet, queries: list[str], gold: list[str]) 
 
 
 def synthetic_pairs(records: list[dict], tools: ToolSet, round_trip_k: int, hard_negatives: int) -> tuple[list[Pair], dict]:
-    """Training pairs from synthetic records: empty generations dropped, a query written for
-    several documents dropped (it cannot say which one it wants: "Which API can I use for Image
-    Classification?"), a repeat for the same document kept once, and with round_trip_k > 0 only
-    the queries whose document BM25 ranks in the top k; returns (pairs, what was dropped, per writer)."""
+    """Training pairs from synthetic records: empty generations dropped, a repeat of a query kept
+    once, and with round_trip_k > 0 only the queries one of whose documents BM25 ranks in the top k.
+    A query written for several documents is kept when they share one api_name (Gorilla lists vgg11
+    and vgg13 under "vgg-nets" with one description): all of them are its relevant documents, never
+    its negatives. Written for several api_names, it cannot say which one it wants ("Which API can
+    I use for Image Classification?"): dropped. Returns (pairs, what was dropped, per writer)."""
+    label = {name: (f.get("api_name") if f else None) or name
+             for name, f in zip(tools.names, tools.fields or [None] * len(tools))}
     documents_of: dict[str, set[str]] = {}
-    for r in records:
-        if not r["empty"]:
-            documents_of.setdefault(r["query"].lower(), set()).add(r["tool"])
+    best_rank: dict[str, int] = {}  # of any document the query was written for
+    for r in (r for r in records if not r["empty"]):
+        key = r["query"].lower()
+        documents_of.setdefault(key, set()).add(r["tool"])
+        best_rank[key] = min(best_rank.get(key, r["bm25_rank"]), r["bm25_rank"])
     seen: set[str] = set()
-    usable, repeats = [], 0
+    usable, repeats, ambiguous = [], 0, 0
     for r in records:
-        if r["empty"] or len(documents_of[r["query"].lower()]) > 1:
+        if r["empty"]:
             continue
-        if r["query"].lower() in seen:  # the same query twice for one document: one pair
+        key = r["query"].lower()
+        if len({label[t] for t in documents_of[key]}) > 1:
+            ambiguous += 1
+            continue
+        if key in seen:  # the same query twice (for one document, or for two of one api_name): one pair
             repeats += 1
             continue
-        seen.add(r["query"].lower())
+        seen.add(key)
         usable.append(r)
-    kept = [r for r in usable if round_trip_k <= 0 or r["bm25_rank"] <= round_trip_k]
-    pairs = [Pair(r["query"], tools.text_of(r["tool"]),
-                  tuple(tools.text_of(t) for t in r["negatives"][:hard_negatives]),
-                  frozenset([tools.text_of(r["tool"])])) for r in kept]
+    kept = [r for r in usable if round_trip_k <= 0 or best_rank[r["query"].lower()] <= round_trip_k]
+    pairs = []
+    for r in kept:
+        relevant = sorted(documents_of[r["query"].lower()])
+        pairs.append(Pair(r["query"], tools.text_of(r["tool"]),
+                          tuple(tools.text_of(t) for t in r["negatives"] if t not in relevant)[:hard_negatives],
+                          frozenset(tools.text_of(t) for t in relevant)))
     by_writer = {w: {"written": sum(r["writer"] == w for r in records),
                      "empty": sum(r["writer"] == w and r["empty"] for r in records),
                      "kept": sum(r["writer"] == w for r in kept)} for w in ("lm", "templates")}
-    empty = sum(r["empty"] for r in records)
-    return pairs, {"synthetic": len(records), "empty_generations": empty,
-                   "ambiguous": len(records) - empty - len(usable) - repeats, "repeats": repeats,
+    return pairs, {"synthetic": len(records), "empty_generations": sum(r["empty"] for r in records),
+                   "ambiguous": ambiguous, "repeats": repeats,
+                   "shared_by_one_api_name": sum(len(documents_of[r["query"].lower()]) > 1 for r in kept),
                    "removed_by_round_trip": len(usable) - len(kept), "round_trip_k": round_trip_k,
                    "pairs": len(kept), "by_writer": by_writer}

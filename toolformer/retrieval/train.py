@@ -133,7 +133,7 @@ def training_data(s: RetrieverTrainSettings, stats: QueryStats, log=print) -> tu
         records = synthesize(tools, s.synthesize, s.out, s.writer, s.writer_model, s.seed, log=log)
         pairs, synthesis = synthetic_pairs(records, tools, s.round_trip, s.hard_negatives)
         log(f"synthetic queries: {synthesis['synthetic']} written, {synthesis['empty_generations']} empty, "
-            f"{synthesis['ambiguous']} written for several documents, "
+            f"{synthesis['ambiguous']} written for documents of several api_names, "
             f"{synthesis['removed_by_round_trip']} removed by the BM25 round trip (top {s.round_trip})")
         pool = list(tools.texts)
     else:

@@ -87,8 +87,10 @@ TOOL = register(Tool(
         "This year, [Calendar() → Today is Monday, March 2, 2015.] 2015, the festival turns 50.",
         "The report is due next month, in [Calendar() → Today is Friday, April 19, 2013.] May.",
     ),
-    uses=("Question: What is the date today?", "Question: Which month comes after this one?",
-          "The new law takes effect next year, in", "Earlier this year, in"),
+    # the present only: the date of a past or announced event is a fact to look up (WikiSearch, QA)
+    uses=("Question: What is the date today?", "Question: What day of the week is it today?",
+          "Question: Which month comes after this one?", "The new law takes effect next year, in",
+          "Earlier this year, in"),
     tau_s=0.05, k=5, m=5, tau_f=1.0,
     make_executor=make_executor,
     heuristic=has_date,

@@ -129,7 +129,8 @@ TOOL = register(Tool(
         "[QA(In which year did the Berlin Wall fall?) → 1989]",
     ),
     uses=("Question: Who wrote Hamlet?", "Marie Curie was born in", "The capital of Kenya is",
-          "Charles Dickens died in"),
+          "Charles Dickens died in", "The club's head coach in the 1990 season was",
+          "Question: When did the Second World War end?"),
     tau_s=0.05, k=5, m=5, tau_f=1.0,   # paper defaults (Appendix A)
     make_executor=make_executor,
     heuristic=None,

@@ -505,7 +505,8 @@ TOOL = register(Tool(
         "Africa. It is about 6,650 km long.]",
     ),
     uses=("Question: who discovered penicillin?", "Question: what currency does japan use?",
-          "Question: where was the battle of hastings fought?", "The river rises in the mountains of"),
+          "Question: where was the battle of hastings fought?", "The river rises in the mountains of",
+          "Question: when was the telephone invented?", "Question: when did the last season of the show air?"),
     tau_s=0.05, k=5, m=5, tau_f=1.0,   # paper defaults (Appendix A)
     make_executor=make_executor,
     heuristic=None,
