@@ -59,6 +59,55 @@ def test_flags_are_generated_from_a_settings_dataclass():
         parser.parse_args(["--steps", "5"])  # --name is required
 
 
+@pytest.mark.parametrize("argv, message", [
+    # each crashed with a traceback (range() arg 3 must not be zero, torch's "Invalid learning rate")
+    # or ran on silently (--limit -1 evaluated 999 of 1000 examples, -k 0 printed nothing)
+    (["eval", "--benchmark", "svamp", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["eval", "--benchmark", "svamp", "--limit", "-1"], "argument --limit: must be at least 1, got -1"),
+    (["curate", "--run", "r", "--chunk-docs", "0"], "argument --chunk-docs: must be at least 1, got 0"),
+    (["retriever", "train", "--out", "x", "--lr", "-1"], "argument --lr: must be greater than 0, got -1"),
+    (["retriever", "eval", "--queries", "q", "--holdout", "1.5"], "argument --holdout: must be at most 0.9, got 1.5"),
+    (["retriever", "search", "x", "-k", "0"], "argument -k: must be at least 1, got 0"),
+    (["finetune", "--run", "r", "--lr", "nan"], "argument --lr: must be greater than 0, got nan"),
+    (["build", "--run", "r", "--max-per-tool", "-1"], "argument --max-per-tool: must be at least 0, got -1"),
+])
+def test_a_number_out_of_its_bounds_is_refused_by_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_default_of_zero_is_shown_in_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["retriever", "train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "seed of --limit's sample and of training (default: 0)" in out and "(default: 0.0)" in out  # --holdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tau-f", "abc"], "--tau-f 'abc': expected a float"),
+    (["--k", "calculator=-1"], "--k for calculator: -1 is outside [1, inf]"),
+    (["--tau-s", "1.5"], "--tau-s for calculator: 1.5 is outside [0, 1]"),
+])
+def test_per_tool_settings_are_checked_before_any_stage_runs(flags, message, tmp_path, capsys):
+    # --tau-f abc was refused only by the filter, after the whole sample and execute stages
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(json.dumps({"id": "d", "text": "The 4 tickets cost 12 dollars."}) + "\n")
+    code = main(["curate", "--run", "r", "--runs-dir", str(tmp_path), "--corpus", str(corpus),
+                 "--tools", "calculator", *flags])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing ran, nothing written
+
+
+def test_a_path_of_the_wrong_kind_is_a_one_line_error(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    api = tmp_path / "api.jsonl"
+    api.write_text(json.dumps({"name": "Calc", "description": "adds numbers"}) + "\n")
+    assert main(["retriever", "train", "--out", str(a_file), "--tools", str(api), "--synthesize", "2"]) == 2
+    assert capsys.readouterr().err == f"error: {a_file}: a file is there, where a folder was expected\n"
+
+
 def _command_paths(parser, path=()):
     """Every command of the parser as its words: (), ("eval",), ("retriever", "train"), ..."""
     import argparse

@@ -15,11 +15,14 @@ from toolformer.assets import DEFAULT_LM
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
         choices: tuple | None = None, metavar: str | None = None, positional: bool = False,
-        cli: bool = True, factory=None, repeat: bool = False, const: Any = None) -> Any:
+        cli: bool = True, factory=None, repeat: bool = False, const: Any = None,
+        low: float | None = None, high: float | None = None, above: float | None = None) -> Any:
     """A settings field with its help text and flag metadata, which toolformer/cli/flags.py reads
-    (declared here so that the settings import nothing from the CLI). cli=False: set by code, never a flag."""
+    (declared here so that the settings import nothing from the CLI). cli=False: set by code, never a flag.
+    A number's bounds: low ≤ value ≤ high, value > above; the flag refuses anything else."""
     meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar,
-            "positional": positional, "cli": cli, "repeat": repeat, "const": const}
+            "positional": positional, "cli": cli, "repeat": repeat, "const": const,
+            "low": low, "high": high, "above": above}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -44,7 +47,7 @@ class RunSettings:
     runs_dir: str = opt("runs", "folder holding runs")
     corpus: str | None = opt(None, "documents: .jsonl, .jsonl.gz, .parquet, .txt (blank-line separated) or a "
                                    "saved dataset; needed by the first stage of a run only")
-    limit: int | None = opt(None, "use only the first N documents")
+    limit: int | None = opt(None, "use only the first N documents", low=1)
     skip_bad: bool = opt(False, "skip malformed lines (counted and reported)")
     model: str = opt(DEFAULT_LM, "hub id, local folder, .gguf file or embedded alias")
     backend: str = opt("hf", BACKEND_HELP, choices=BACKEND_NAMES)
@@ -54,19 +57,27 @@ class RunSettings:
                             choices=("float32", "bfloat16"))
     syntax: str | None = opt(None, "call syntax: toolformer or hw3 (default: the run's own, else toolformer)")
     seed: int = opt(0, "seed of the sampled calls")
-    chunk_docs: int = opt(8, "documents per committed chunk: a killed stage redoes at most one chunk")
+    chunk_docs: int = opt(8, "documents per committed chunk: a killed stage redoes at most one chunk", low=1)
     no_progress: bool = opt(False, "no progress bars")
     # not recorded with a stage: its output is the same with or without Ray, so a run may switch
     ray: str | None = opt(None, "run the model stages on Ray workers: local (a cluster on this machine; "
                                 "also a bare --ray), auto (the cluster this node is in) or a cluster address",
                           metavar="ADDRESS", const="local")
     workers: int | None = opt(None, "Ray workers, each holding one model (default: one per GPU of the cluster, "
-                                    "else one per 4 CPUs)")
+                                    "else one per 4 CPUs)", low=1)
 
 
-def per_tool(value, cast, tool_key: str, default):
+def per_tool(value, cast, tool_key: str, default, flag: str, low: float = float("-inf"), high: float = float("inf")):
     """A setting given for every tool (0.5), per tool ("calculator=0.5,qa=1.0", or a dict), or not
-    at all (None): its value for one tool; tools it does not name keep `default`."""
+    at all (None): its value for one tool; tools it does not name keep `default`. A value that is
+    not a `cast`, or outside [low, high], is refused naming `flag`."""
+    resolved = _per_tool(value, cast, tool_key, default, flag)
+    if not low <= resolved <= high:
+        raise UserValueError(f"{flag} for {tool_key}: {resolved} is outside [{low:g}, {high:g}]")
+    return resolved
+
+
+def _per_tool(value, cast, tool_key: str, default, flag: str):
     if value is None:
         return default
     if isinstance(value, dict):
@@ -79,7 +90,7 @@ def per_tool(value, cast, tool_key: str, default):
             if name.strip().lower() == tool_key:
                 return cast(v)
     except ValueError:
-        raise UserValueError(f"{value!r}: expected a {cast.__name__}, or tool={cast.__name__},...") from None
+        raise UserValueError(f"{flag} {value!r}: expected a {cast.__name__}, or tool={cast.__name__},...") from None
     return default
 
 
@@ -89,19 +100,19 @@ def per_tool(value, cast, tool_key: str, default):
 class SampleSettings:
     """`toolformer sample`: propose calls at the positions where the model expects one.
     tau_s, k and m may be given per tool ("calculator=5,qa=2"); unset, each tool's own applies."""
-    window: int = opt(512, "tokens of document per window")
+    window: int = opt(512, "tokens of document per window", low=1)
     tau_s: str | float | None = opt(None, "sampling threshold; a number, or tool=value,... per tool")
     k: str | int | None = opt(None, "positions kept per window; a number or tool=value,...")
     m: str | int | None = opt(None, "calls sampled per position; a number or tool=value,...")
-    max_new_tokens: int = opt(32, "length cap of a sampled call")
-    temperature: float = opt(1.0, "sampling temperature", cli=False)
+    max_new_tokens: int = opt(32, "length cap of a sampled call", low=1)
+    temperature: float = opt(1.0, "sampling temperature", cli=False, above=0)
     min_context: int = opt(0, "propose no call before the N-th token of a window (default 0: every position, "
-                              "as in the paper; at the very start L(ε) has no context, so any call looks useful)")
+                              "as in the paper; at the very start L(ε) has no context, so any call looks useful)", low=0)
     windows_per_pass: int = opt(8, "windows whose KV caches are held at once", cli=False)
     tool_retriever: str | None = opt(None, "prompt each document only with the tools this retriever ranks "
                                            "highest: a folder from `toolformer retriever train`, "
                                            "all-minilm-l6-v2 or bm25")
-    tools_per_doc: int | None = opt(2, "tools per document with --tool-retriever")
+    tools_per_doc: int | None = opt(2, "tools per document with --tool-retriever", low=1)
     adapter: str | None = opt(None, "sample with a finetuned model: a LoRA folder written by `toolformer finetune` "
                                     "(its base model is recorded there); filtering still uses --model")
     no_prompt: bool = opt(False, "read p(<API>) on the text alone, without the tool's few-shot prompt "
@@ -116,8 +127,9 @@ class SampleSettings:
 
     def for_tool(self, tool) -> "SampleSettings":
         """These settings with every per-tool value resolved for `tool`: what its stage records."""
-        return replace(self, tau_s=per_tool(self.tau_s, float, tool.key, tool.tau_s),
-                       k=per_tool(self.k, int, tool.key, tool.k), m=per_tool(self.m, int, tool.key, tool.m),
+        return replace(self, tau_s=per_tool(self.tau_s, float, tool.key, tool.tau_s, "--tau-s", 0, 1),
+                       k=per_tool(self.k, int, tool.key, tool.k, "--k", 1),
+                       m=per_tool(self.m, int, tool.key, tool.m, "--m", 1),
                        tools_per_doc=self.tools_per_doc if self.tool_retriever else None)
 
 
@@ -139,14 +151,14 @@ class ExecuteSettings:
 @dataclass(frozen=True)
 class FilterSettings:
     """`toolformer filter`: keep the calls whose result lowers the loss of what follows by τ_f."""
-    window: int | None = opt(None, "tokens per window: always the sampler's; another value is refused")
+    window: int | None = opt(None, "tokens per window: always the sampler's; another value is refused", low=1)
     tau_f: str | float | None = opt(None, "filtering threshold on L- minus L+; a number or tool=value,...")
     lazy: bool = opt(False, "compute only the losses that can change the decision: L+ where L(ε) ≥ τ_f, "
                             "L(e(c,ε)) where L(ε) − L+ ≥ τ_f. The same kept calls for about half the work; "
                             "the other filtered calls then have no usefulness (the report leaves them out)")
 
     def for_tool(self, tool) -> "FilterSettings":
-        return replace(self, tau_f=per_tool(self.tau_f, float, tool.key, tool.tau_f))
+        return replace(self, tau_f=per_tool(self.tau_f, float, tool.key, tool.tau_f, "--tau-f"))
 
 
 # ---- iterate
@@ -158,16 +170,16 @@ class IterateSettings:
     adapter from the base model on seed + round-r data. Recorded in RUNS_DIR/NAME/iterate.json."""
     seed_corpus: str = opt(help="annotated seed documents, read with --seed-format (round 0)")
     seed_format: str = opt(help="format of the seed's calls: gsm8k, hw3, toolformer, asdiv or mawps")
-    seed_limit: int | None = opt(None, "use only the first N seed documents")
+    seed_limit: int | None = opt(None, "use only the first N seed documents", low=1)
     seed_filter: str = opt("tau_f", "seed annotations to keep: those whose usefulness reaches τ_f (the paper "
                                     "filters every call), or all that execute", choices=("tau_f", "all"))
-    rounds: int = opt(1, "sampling rounds after the seed round (a re-run with more adds rounds)")
+    rounds: int = opt(1, "sampling rounds after the seed round (a re-run with more adds rounds)", low=0)
     tools: str = opt("calculator", "comma-separated tools curated in every round")
     filter_with: str = opt("base", "model scoring the sampled calls: base (M, the call as a prefix: the paper) "
                                    "or sampler (the previous round's model)", choices=("base", "sampler"))
     eval: str | None = opt(None, "evaluate each round's model on this benchmark, tools off and on",
                            metavar="BENCHMARK")
-    eval_limit: int | None = opt(None, "evaluation examples per round (a seeded subset)")
+    eval_limit: int | None = opt(None, "evaluation examples per round (a seeded subset)", low=1)
     data_dir: str | None = opt(None, "benchmark data folder (default: $TOOLFORMER_DATA)")
 
 
@@ -178,10 +190,10 @@ class BuildSettings:
     """`toolformer build`: merge a run's kept calls into an augmented corpus (recorded in build.json)."""
     syntax: str | None = opt(None, "call syntax of the output: toolformer or hw3 (Calculator calls only); "
                                    "default: the run's own")
-    max_per_tool: int = opt(25000, "most calls kept per tool, the most useful first (as in the paper)")
+    max_per_tool: int = opt(25000, "most calls kept per tool, the most useful first (as in the paper)", low=0)
     keep_uncalled_rate: float = opt(0.0, "share of documents without a kept call to keep as plain text "
-                                         "(default 0, the paper)")
-    heldout: float = opt(0.1, "share of documents in the validation split")
+                                         "(default 0, the paper)", low=0, high=1)
+    heldout: float = opt(0.1, "share of documents in the validation split", low=0, high=0.9)
     seed: int = opt(0, "seed of the keep-uncalled draw and of the split")
     skip_bad: bool = opt(False, "skip malformed scored records (counted)")
     no_calls: bool = opt(False, "write the control corpus instead: the same documents and split with every "
@@ -201,19 +213,19 @@ class FinetuneSettings:
                                  "(default: RUNS_DIR/NAME/augmented)")
     out_dir: str | None = opt(None, "output folder (default: RUNS_DIR/NAME/model)", flag="--out")
     full: bool = opt(False, "full finetuning instead of LoRA")
-    lora_r: int = opt(8, "LoRA rank")
-    lora_alpha: int = opt(16, "LoRA alpha")
-    lora_dropout: float = opt(0.05, "LoRA dropout")
+    lora_r: int = opt(8, "LoRA rank", low=1)
+    lora_alpha: int = opt(16, "LoRA alpha", low=1)
+    lora_dropout: float = opt(0.05, "LoRA dropout", low=0, high=0.9)
     target_modules: str = opt("all-linear", "comma-separated module names, or all-linear")
-    lr: float | None = opt(None, "learning rate (default 2e-4 LoRA, 1e-5 full)")
-    max_steps: int = opt(30, "optimizer steps")
+    lr: float | None = opt(None, "learning rate (default 2e-4 LoRA, 1e-5 full)", above=0)
+    max_steps: int = opt(30, "optimizer steps", low=1)
     # 8 documents per optimizer step, 4 at a time: the same gradient, and a smaller heap (glibc keeps
     # what larger activations freed): 2.6 GB peak RSS instead of 4.1 GB on the demo's corpora
-    batch_size: int = opt(4, "documents per device and forward pass")
-    grad_accum: int = opt(2, "forward passes (micro-batches) per optimizer step")
-    max_length: int = opt(256, "tokens per document (longer ones are cut)")
-    eval_steps: int = opt(10, "evaluate and checkpoint every N steps")
-    warmup_steps: int = opt(0, "linear warmup steps")
+    batch_size: int = opt(4, "documents per device and forward pass", low=1)
+    grad_accum: int = opt(2, "forward passes (micro-batches) per optimizer step", low=1)
+    max_length: int = opt(256, "tokens per document (longer ones are cut)", low=2)
+    eval_steps: int = opt(10, "evaluate and checkpoint every N steps", low=1)
+    warmup_steps: int = opt(0, "linear warmup steps", low=0)
     mask_results: bool = opt(False, "no loss on tool result tokens")
     merge: bool = opt(False, "also save the base model with the adapter merged in")
     resume: bool = opt(False, "continue from the last complete checkpoint (else start over)")
@@ -234,14 +246,14 @@ class DecodingSettings:
     adapter: str | None = opt(None, "LoRA adapter folder written by `toolformer finetune`")
     backend: str = opt("hf", BACKEND_HELP, choices=BACKEND_NAMES)
     syntax: str | None = opt(None, "call syntax (default: the adapter's, else toolformer)")
-    top_k: int = opt(10, "start a call when the start marker is in the top k (1: greedy)")
-    max_calls: int = opt(1, "calls per input at most")
+    top_k: int = opt(10, "start a call when the start marker is in the top k (1: greedy)", low=1)
+    max_calls: int = opt(1, "calls per input at most", low=0)
     max_call_tokens: int = opt(48, "an open call (name and input) that reaches this many tokens without its "
                                    "arrow is closed there and run on what it holds (the demo's longest kept "
-                                   "call has 33)")
+                                   "call has 33)", low=1)
     tool_retriever: str | None = opt(None, "offer each input only its top tools by this retriever "
                                            "(bm25, a model, or a `toolformer retriever train` folder)")
-    tools_per_input: int = opt(1, "tools offered per input with --tool-retriever")
+    tools_per_input: int = opt(1, "tools offered per input with --tool-retriever", low=1)
     wiki_corpus: str | None = opt(None, WIKI_CORPUS_HELP, metavar="DUMP")
 
 
@@ -250,8 +262,8 @@ class GenerateSettings(DecodingSettings):
     """`toolformer generate`: greedy decoding with live tool calls."""
     tools: str = opt("on", "off: calls banned (the baseline)", choices=("on", "off"))
     allow_tools: str | None = opt(None, "comma-separated tools the model may call (default: all)")
-    max_new_tokens: int = opt(64, "tokens generated per prompt at most")
-    batch_size: int = opt(8, "prompts decoded together")
+    max_new_tokens: int = opt(64, "tokens generated per prompt at most", low=1)
+    batch_size: int = opt(8, "prompts decoded together", low=1)
 
 
 # ---- evaluate
@@ -269,15 +281,15 @@ class EvalSettings(DecodingSettings):
                                   "(svamp ...) are always evaluated whole. The hub's split is --hub-split",
                             choices=("test", "train", "all"))
     limit: int | None = opt(None, "a seeded subset of N examples; a larger N keeps those of a smaller one, "
-                                  "so a re-run extends the evaluation (dateset: N generated)")
+                                  "so a re-run extends the evaluation (dateset: N generated)", low=1)
     tools: str = opt("both", "decode with tools on, off, or both (a paired comparison)", choices=("on", "off", "both"))
     in_reach_only: bool = opt(False, "only the examples in reach: a gold answer in the top WikiSearch passage of "
                                      "the question (knowledge benchmarks) or in what Calendar() says (dateset: of "
                                      "the N generated); --limit takes a seeded subset of those")
     allow_tools: str | None = opt(None, "comma-separated tools the model may call "
                                         "(default: all but those the paper withholds from the task)")
-    batch_size: int = opt(16, "prompts decoded together")
-    max_new_tokens: int | None = opt(None, "default: per benchmark (math 64, LAMA 32, QA 64, dateset 40)")
+    batch_size: int = opt(16, "prompts decoded together", low=1)
+    max_new_tokens: int | None = opt(None, "default: per benchmark (math 64, LAMA 32, QA 64, dateset 40)", low=1)
     out: str | None = opt(None, "output folder (default: runs/eval/<model or adapter>); a re-run with the "
                                 "same settings continues there")
     table: str | None = opt(None, "append a row to this markdown results table")
@@ -319,10 +331,10 @@ class RetrieverData(RetrieverToolSet):
     min_usefulness: float | None = opt(None, "with --run: take every scored call with usefulness ≥ this "
                                              "instead of the kept ones")
     runs_dir: str = opt("runs", "folder holding runs")
-    window_chars: int = opt(WINDOW_CHARS, "characters before a call")
+    window_chars: int = opt(WINDOW_CHARS, "characters before a call", low=1)
     holdout: float = opt(0.0, "share of documents/queries held out by a fixed hash split; "
-                              "train uses the rest, eval the held-out part")
-    limit: int | None = opt(None, "use a random sample of N (seeded)")
+                              "train uses the rest, eval the held-out part", low=0, high=0.9)
+    limit: int | None = opt(None, "use a random sample of N (seeded)", low=1)
     seed: int = opt(0, "seed of --limit's sample and of training")
     skip_bad: bool = opt(False, "skip bad query lines (counted and reported)")
 
@@ -330,12 +342,12 @@ class RetrieverData(RetrieverToolSet):
 @dataclass(frozen=True, kw_only=True)
 class RetrieverTraining:
     """InfoNCE optimisation (retrieval/train.py)."""
-    epochs: int = opt(2, "passes over the training pairs")
-    batch_size: int = opt(32, "queries per batch (their positives are each other's negatives)")
-    grad_accum: int = opt(1, "batches per optimiser step")
-    lr: float | None = opt(None, "learning rate; default 2e-5, or 1e-4 with --lora")
-    temperature: float = opt(0.02, "InfoNCE temperature (E5: 0.02)")
-    hard_negatives: int = opt(3, "mined per query each epoch")
+    epochs: int = opt(2, "passes over the training pairs", low=1)
+    batch_size: int = opt(32, "queries per batch (their positives are each other's negatives)", low=1)
+    grad_accum: int = opt(1, "batches per optimiser step", low=1)
+    lr: float | None = opt(None, "learning rate; default 2e-5, or 1e-4 with --lora", above=0)
+    temperature: float = opt(0.02, "InfoNCE temperature (E5: 0.02)", above=0)
+    hard_negatives: int = opt(3, "mined per query each epoch", low=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -348,18 +360,18 @@ class RetrieverTrainSettings(RetrieverTraining, RetrieverData):
     pooling: str | None = opt(None, "LLM embedder pooling (default last)", choices=POOLINGS)
     instruction: str | None = opt(None, "query instruction (E5); '' for none. Default: none for "
                                         "sentence-transformers, a generic one for an LLM")
-    lora: int = opt(0, "LoRA rank for an LLM embedder (0: train all weights)")
-    lora_layers: int | None = opt(None, "train the adapters of the last N blocks only (cheaper)")
-    max_length: int | None = opt(None, f"tokens per text (default {DEFAULT_MAX_LENGTH})")
+    lora: int = opt(0, "LoRA rank for an LLM embedder (0: train all weights)", low=0)
+    lora_layers: int | None = opt(None, "train the adapters of the last N blocks only (cheaper)", low=1)
+    max_length: int | None = opt(None, f"tokens per text (default {DEFAULT_MAX_LENGTH})", low=2)
     synthesize: int | None = opt(None, "train on N synthetic queries written from the --tools documents "
                                        "alone (no human queries), spread over the documents; "
-                                       "written to OUT/synthetic.jsonl, resumable", metavar="N")
+                                       "written to OUT/synthetic.jsonl, resumable", metavar="N", low=1)
     writer: str = opt("templates", "who writes the synthetic queries: templates over the document fields, "
                                    "the instruct LM (slow on a CPU, and weak at 135M), or "
                                    "both (half each)", choices=("lm", "templates", "mixed"))
     writer_model: str = opt(DEFAULT_LM, "the instruct LM that writes synthetic queries")
     round_trip: int = opt(10, "keep a synthetic query only if BM25 ranks its document in the top K (0: keep all)",
-                          metavar="K")
+                          metavar="K", low=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -367,7 +379,7 @@ class RetrieverEvalSettings(RetrieverData):
     """`toolformer retriever eval`."""
     retriever: str = opt(DEFAULT_EMBEDDER, RETRIEVER_HELP)
     hybrid: bool = opt(False, "also rank by reciprocal rank fusion of the retriever with BM25")
-    bootstrap: int = opt(1000, "bootstrap resamples of the queries for the 95% CIs and the paired test")
+    bootstrap: int = opt(1000, "bootstrap resamples of the queries for the 95% CIs and the paired test", low=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -375,7 +387,7 @@ class RetrieverSearchSettings(RetrieverToolSet):
     """`toolformer retriever search`."""
     text: str = opt(help="the text to find tools for", positional=True)
     retriever: str = opt(DEFAULT_EMBEDDER, RETRIEVER_HELP)
-    k: int = opt(10, "how many tools to print", flag="-k")
+    k: int = opt(10, "how many tools to print", flag="-k", low=1)
 
 
 # ---- report
@@ -386,7 +398,7 @@ class ReportSettings:
     run: str = opt(help="run name (a folder under --runs-dir)")
     runs_dir: str = opt("runs", "folder holding runs")
     compare: str | None = opt(None, "another run to put side by side (funnels, kept counts)", metavar="OTHER")
-    max_examples: int = opt(3000, "example rows embedded in the page; counts and plots use all")
+    max_examples: int = opt(3000, "example rows embedded in the page; counts and plots use all", low=1)
     seed: int | None = opt(None, "seed of the random example sample (default: the seed the run was sampled with)")
     screenshot: bool = opt(False, "also open the page in headless Chromium: load time, console errors, report.png")
 
@@ -447,18 +459,18 @@ class DemoSettings:
                                      "on NQ where it has qa/nq_test.jsonl. Without it: the GSM8K slices "
                                      "shipped in the package")
     model: str = opt(DEFAULT_LM, "base model: hub id, local folder, .gguf file or embedded alias")
-    documents: int = opt(320, "annotated math documents curated")
+    documents: int = opt(320, "annotated math documents curated", low=1)
     facts_documents: int = opt(400, "first documents of the shipped facts slice curated (speeches, leads "
-                                    "and lead facts asked as questions, mixed)")
-    steps: int = opt(50, "finetuning steps (each model)")
-    batch_size: int = opt(FinetuneSettings.batch_size, "documents per finetuning forward pass")
+                                    "and lead facts asked as questions, mixed)", low=0)
+    steps: int = opt(50, "finetuning steps (each model)", low=1)
+    batch_size: int = opt(FinetuneSettings.batch_size, "documents per finetuning forward pass", low=1)
     grad_accum: int = opt(FinetuneSettings.grad_accum, "forward passes per finetuning step (8 documents a step "
-                                                       "by default)")
-    lr: float = opt(2e-3, "learning rate of the LoRA finetune")
+                                                       "by default)", low=1)
+    lr: float = opt(2e-3, "learning rate of the LoRA finetune", above=0)
     # the answer, one or two tokens, is all that follows a call here: usefulness stays small
     tau_f: str = opt("calculator=0.25,calendar=0.5,wikisearch=0.5,qa=0.5",
                      "filtering thresholds, per tool: half the paper's (0.5 calculator, 1.0 the others)")
-    limit: int = opt(60, "evaluation examples per benchmark")
+    limit: int = opt(60, "evaluation examples per benchmark", low=1)
     precision: str = opt("auto", "the curation's model in bfloat16 or float32 (--dtype); auto: bfloat16 where the "
                                  "CPU has AVX512-BF16 or AMX (the filter 2.4x faster there), else float32",
                          choices=("auto", "bfloat16", "float32"))

@@ -27,10 +27,17 @@ FIXABLE_OS_ERRORS = {errno.ENOSPC: "the disk is full: free some space",
                      errno.EROFS: "the file system is read-only: make the run folder writable",
                      errno.EACCES: "permission denied: make the run folder writable",
                      errno.EPERM: "permission denied: make the run folder writable"}
+# a path given where the other kind was expected (--out naming a file, --table a folder)
+WRONG_KIND_OS_ERRORS = {errno.EEXIST: "a file is there, where a folder was expected",
+                        errno.ENOTDIR: "part of this path is a file, not a folder",
+                        errno.EISDIR: "this is a folder: give a file"}
 
 
 def fixable(err: OSError, path=None) -> UserError | None:
-    """The one-line UserError for a disk-full or read-only failure (None for other OS errors)."""
+    """The one-line UserError for a disk-full or read-only failure, or for a path of the wrong
+    kind (None for other OS errors)."""
+    if err.errno in WRONG_KIND_OS_ERRORS:
+        return UserError(f"{err.filename or path}: {WRONG_KIND_OS_ERRORS[err.errno]}")
     if err.errno not in FIXABLE_OS_ERRORS:
         return None
     return UserError(f"cannot write {err.filename or path}: {FIXABLE_OS_ERRORS[err.errno]}, then run the "

@@ -11,6 +11,7 @@ import importlib
 import json
 import sys
 
+from toolformer.cli.flags import bounded
 from toolformer.errors import UserError, fixable
 
 
@@ -32,18 +33,11 @@ def command(subparsers, name: str, func, help: str, results: bool = True) -> arg
     if results:
         parser.add_argument("--json", action="store_true",
                             help="end by printing the figures as one JSON object on the last line")
-    parser.add_argument("--threads", type=positive_int, metavar="N",
+    parser.add_argument("--threads", type=bounded(int, low=1), metavar="N",
                         help="CPU threads for torch (default: one per core). Give each run 1 when several "
                              "share a machine: torch's threads slow down sharply when cores are oversubscribed")
     parser.set_defaults(func=func)
     return parser
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 class LiteralHelpFormatter(argparse.HelpFormatter):
@@ -85,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         # anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # a full disk or a read-only folder outside the stages' own writes
+    except OSError as err:  # a full disk, a read-only folder, a file where a folder belongs
         user_error = fixable(err)
         if user_error is None:
             raise

@@ -4,7 +4,8 @@ A field `max_new_tokens: int = opt(32, "length cap")` becomes `--max-new-tokens 
 `bool` fields with a False default become switches; `X | None` fields take an X or stay None;
 `list[str]` fields take several values after one flag, or with `repeat=True` one value per
 repeated flag (--run A --run B). `opt(..., positional=True)` makes a positional argument,
-`flag="--x"` another spelling, `choices=` a closed set, `const=` the value of the bare flag.
+`flag="--x"` another spelling, `choices=` a closed set, `const=` the value of the bare flag,
+`low=`/`high=`/`above=` a number's bounds (argparse refuses a value outside them: exit 2).
 `opt` lives in toolformer/config.py, next to the settings it declares.
 """
 from __future__ import annotations
@@ -30,6 +31,21 @@ def _base_type(hint) -> tuple[type, bool, bool]:
     return hint, optional, False
 
 
+def bounded(kind: type, low=None, high=None, above=None):
+    """An argparse type: `kind` of the text, refused outside [low, high] or at or below `above`."""
+    def parse(text: str):
+        value = kind(text)
+        if low is not None and not value >= low:  # NaN fails every comparison: refused too
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        if high is not None and not value <= high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be greater than {above}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value: 'x'"
+    return parse
+
+
 def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
     """Add one flag per field of the dataclass `cls` (fields in `skip` or with cli=False left out)."""
     hints = typing.get_type_hints(cls)
@@ -41,7 +57,8 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
         help_text = meta.get("help", "")
-        if default not in (None, False, [], ()) and "default" not in help_text:
+        # by identity: 0 == False, and a default of 0 is worth showing
+        if default is not None and default is not False and default not in ([], ()) and "default" not in help_text:
             help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
         kwargs: dict[str, Any] = {"help": help_text}
         if meta.get("choices"):
@@ -55,7 +72,8 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
             else:
                 kwargs["action"] = "store_true"
         else:
-            kwargs["type"] = kind
+            bounds = {b: meta[b] for b in ("low", "high", "above") if meta.get(b) is not None}
+            kwargs["type"] = bounded(kind, **bounds) if bounds else kind
             if many and meta.get("repeat"):
                 kwargs["action"] = "append"
             elif many:

@@ -141,9 +141,11 @@ def curate(settings: RunSettings, tools: list[str] | str | None = None, sample: 
            stages: tuple[str, ...] = STAGES, filter_with: str = "base") -> dict:
     """Run `stages` for each tool in turn (all tools by default): {"run", "path", "ingest": its
     counts or None, "stages": {"sample/calculator": counts and seconds, ...}}."""
+    tools = resolve_tools(tools)
+    for tool in tools:  # a bad --tau-f is refused now, not after hours of sampling
+        sample.for_tool(tool), filter.for_tool(tool)
     pipe = Pipeline(settings, sample, execute, filter, filter_with)
     ingest = pipe.ingest()
-    tools = resolve_tools(tools)
     chosen = pipe.retrieved_docs(tools) if "sample" in stages else None
     figures = {}
     for tool in tools:
