@@ -103,7 +103,8 @@ def main() -> None:
 
     folders, out = [Path(args.data), Path(args.extra_data)], Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    variants = [("trained", [])] + [(v.split(":", 1)[0], shlex.split(v.split(":", 1)[1])) for v in args.variant]
+    # the default recipe trains MiniLM; a variant is labelled by its own NAME (its --encoder may differ)
+    variants = [("MiniLM trained", [])] + [(v.split(":", 1)[0], shlex.split(v.split(":", 1)[1])) for v in args.variant]
     rows, trainings = [], {}
     for hub in args.hubs.split(","):
         api_file, eval_file = (find(name, folders) for name in HUBS[hub])
@@ -114,7 +115,7 @@ def main() -> None:
                  row(hub, "hybrid: MiniLM zero-shot + BM25", zero["results"]["hybrid"])]
         documents = zero["tools"]
         for name, flags in variants:
-            folder = out / f"{hub}-{name}"
+            folder = out / f"{hub}-{name.replace(' ', '-')}"
             t0 = time.time()
             if not (folder / "retriever.json").is_file():
                 trainings[f"{hub}-{name}"] = run_cli(
@@ -125,8 +126,8 @@ def main() -> None:
             trainings[f"{hub}-{name}"] = {"seconds": seconds, "synthesis": training.get("synthesis"),
                                           "pairs": training["pairs"], "this_run_seconds": round(time.time() - t0, 1)}
             fig = run_cli([*base, "--retriever", str(folder), "--hybrid"])
-            rows += [row(hub, f"MiniLM {name}", fig["results"][str(folder)], seconds),
-                     row(hub, f"hybrid: MiniLM {name} + BM25", fig["results"]["hybrid"])]
+            rows += [row(hub, name, fig["results"][str(folder)], seconds),
+                     row(hub, f"hybrid: {name} + BM25", fig["results"]["hybrid"])]
         rows[-1]["queries"], rows[-1]["gold_not_in_tools"] = zero["queries"], zero["gold_not_in_tools"]
     table = markdown(rows)
     (out / "table.md").write_text(table)

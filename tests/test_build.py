@@ -210,6 +210,28 @@ def test_the_build_line_says_calls_per_tool_and_what_was_left_out(run, capsys):
                                        f"{run / 'augmented-no-calls'}; left out: 2 conflict\n")
 
 
+def test_a_run_whose_filter_never_ran_is_refused_and_tools_without_scored_calls_are_named(tmp_path, capsys):
+    from toolformer.cli import main
+    stages = {f"{kind}/{tool}": {} for kind in ("sample", "execute") for tool in ("calculator", "calendar")}
+    run = write_run(tmp_path / "run", {}, manifest={"config": {"syntax": "toolformer"}, "stages": stages})
+    where = ["--run", "run", "--runs-dir", str(tmp_path), "--heldout", "0"]
+    assert main(["build", *where]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {run} has no scored.jsonl for calculator, calendar: run `toolformer filter --run run --tool TOOL` "
+        f"(or `toolformer curate`) first"]
+    assert not (run / "augmented").exists()
+    # one tool filtered: its calls are built, and the other is named
+    (run / "calculator").mkdir()
+    kept = scored("a", "calculator", P29, "400 / 1400", "0.29", 1.2)
+    (run / "calculator" / "scored.jsonl").write_text(dumps(kept) + "\n")
+    assert main(["build", *where]) == 0
+    assert capsys.readouterr().out == (f"augmented corpus: 1 train + 0 validation documents in {run / 'augmented'}; "
+                                       f"calls: Calculator 1; no scored calls from calendar (run `toolformer filter` "
+                                       f"on them first)\n")
+    # the empty validation split loads (saved with no shard, it would not)
+    from datasets import load_from_disk
+    assert len(load_from_disk(str(run / "augmented"))["validation"]) == 0
+
 def test_the_unfiltered_ablation_takes_every_executed_call(run):
     """--min-usefulness=-inf: the call the filter dropped (usefulness 5.0, not kept) is written too,
     in its own folder; a call that failed to execute (no usefulness) never is."""

@@ -34,6 +34,15 @@ def test_without_svamp_or_a_folder_the_shipped_gsm8k_slices_are_used(tmp_path):
                                     str(PACKAGE_DATA / "gsm8k_heldout_slice.jsonl")], ["--benchmark", "dateset"]]
 
 
+def test_a_data_folder_that_is_not_there_is_an_error_not_the_gsm8k_fallback(tmp_path):
+    # called directly: were the folder taken for absent, the demo itself would run for minutes
+    from toolformer.errors import UserFileNotFound
+    with pytest.raises(UserFileNotFound) as err:
+        demo_data(str(tmp_path / "typo"))
+    assert str(err.value) == (f"data folder {tmp_path / 'typo'} (--data-dir or $TOOLFORMER_DATA) is not a folder: "
+                              f"give the folder holding math/asdiv.jsonl and math/svamp.jsonl, or leave it out for "
+                              f"the shipped GSM8K slices")
+
 def test_the_shipped_slices_are_annotated_gsm8k_and_share_no_problem():
     stats = AnnotationStats()
     train = list(read_annotated(PACKAGE_DATA / "gsm8k_train_slice.jsonl", "gsm8k", skip_bad=True, stats=stats))

@@ -391,6 +391,20 @@ def test_a_larger_limit_continues_and_other_settings_are_refused(tmp_path, tiny_
         evaluate(limit=6, **run)
 
 
+def test_a_failed_eval_does_not_claim_its_out_folder(tmp_path, tiny_model, svamp_file, capsys):
+    out = tmp_path / "eval"
+    argv = ["eval", "--benchmark", "svamp", "--model", tiny_model, "--data-file", svamp_file, "--limit", "2",
+            "--tools", "off", "--max-new-tokens", "2", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--syntax", "nosuch"]) == 2
+    assert "unknown call syntax" in capsys.readouterr().err and not (out / "svamp.settings.json").exists()
+    assert main(argv) == 0  # the corrected command runs
+    capsys.readouterr()
+    # with --out claimed: a model or adapter that is not there is said so, not taken for other settings
+    for flag, message in (("--model", f"model not found: {str(tmp_path / 'none')!r} does not exist"),
+                          ("--adapter", f"adapter not found: {tmp_path / 'none'}")):
+        assert main([*argv, flag, str(tmp_path / "none")]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+
 def test_a_killed_evaluation_resumes_to_the_same_records(tmp_path, tiny_model, svamp_file):
     run = dict(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=24, tools="off", batch_size=1,
                max_new_tokens=12, progress=False)

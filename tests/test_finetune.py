@@ -91,6 +91,18 @@ def test_several_built_corpora_train_together_in_one_syntax(run, tiny_dir, tmp_p
         finetune(run, model=tiny_dir, out_dir=tmp_path / "m2", data=f"{run / 'augmented'},{other}", **SETTINGS)
 
 
+def test_a_corpus_without_train_documents_is_one_clear_error(tmp_path, tiny_dir, capsys):
+    from toolformer.cli import main
+    from test_build import P29, write_run
+    run = write_run(tmp_path / "r", {"calculator": [scored("a", "calculator", P29, "400 / 1400", "0.29", 0.1,
+                                                           kept=False)]})
+    assert build_augmented(run)["train"] == 0  # the filter kept no call
+    assert main(["finetune", "--run", "r", "--runs-dir", str(tmp_path), "--model", tiny_dir, "--max-steps", "1",
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {run / 'augmented'} holds no train documents: no document of its run has a kept call "
+        f"(see `toolformer report`)"]
+
 def test_resume_continues_where_it_stopped(run, tiny_dir, tmp_path):
     from safetensors.torch import load_file
     from transformers import TrainerCallback

@@ -259,3 +259,10 @@ def test_a_decoder_done_with_keeps_no_model_alive(tokenizer):
     del dec, model
     gc.collect()
     assert alive() is None
+
+
+def test_generate_refuses_a_date_the_calendar_cannot_read(tiny_model_dir, capsys):
+    from toolformer.cli import main
+    assert main(["generate", "x", "--model", str(tiny_model_dir), "--date", "notadate"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --date must be an ISO 8601 date such as 2013-04-19, got 'notadate'"]

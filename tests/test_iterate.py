@@ -104,6 +104,19 @@ def test_iterate_refuses_what_it_sets_itself(tmp_path):
     assert not (tmp_path / "x").exists()  # refused before anything is written
 
 
+def test_a_seed_round_with_no_documents_or_no_kept_call_is_one_clear_error(tmp_path, tiny_model_dir, capsys):
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("")
+    argv = ["iterate", "--runs-dir", str(tmp_path / "runs"), "--model", str(tiny_model_dir), "--seed-corpus",
+            str(seed), "--seed-format", "gsm8k", "--rounds", "0", "--max-steps", "1", "--no-progress"]
+    assert main(argv[:1] + ["--run", "empty"] + argv[1:]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: no documents in {seed}"]
+    seed.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in SEED[:2]))
+    assert main(argv[:1] + ["--run", "unkept", "--tau-f", "1000"] + argv[1:]) == 2
+    built = tmp_path / "runs" / "unkept" / "round-0" / "augmented"
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {built} holds no train documents: no document of its run has a kept call (see `toolformer report`)"]
+
 def test_a_round_killed_before_its_adapter_was_saved_continues_from_its_checkpoint(iterated):
     path, argv = iterated
     state = json.loads((path / "iterate.json").read_text())

@@ -65,6 +65,19 @@ def test_other_formats(tmp_path):
         list(read_documents(tmp_path / "bad.txt"))
 
 
+def test_a_folder_is_read_only_as_one_saved_dataset(tmp_path):
+    from datasets import Dataset, DatasetDict
+    from toolformer.errors import UserValueError
+    with pytest.raises(UserValueError, match=rf"^{tmp_path}: not a saved `datasets` folder \(use \.jsonl, "
+                                             r"\.jsonl\.gz, \.parquet, \.txt or a saved `datasets` folder\)$"):
+        list(read_documents(tmp_path))
+    DatasetDict({"train": Dataset.from_dict({"text": ["a b"]}),
+                 "validation": Dataset.from_dict({"text": ["c"]})}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(UserValueError, match=r"dd holds the splits train, validation: pass one split's folder, "
+                                             r"e\.g\. .*dd/train$"):
+        list(read_documents(tmp_path / "dd"))
+    assert [d.text for d in read_documents(tmp_path / "dd" / "train")] == ["a b"]
+
 def test_stage_records_are_validated(tmp_path):
     good = {"id": "d/calculator/3/ab", "doc_id": "d", "tool": "calculator", "window": 0, "position": 10,
             "token_index": 3, "p_start": 0.2, "input": "1+2", "call": "[Calculator(1+2)]"}

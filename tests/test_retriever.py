@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from toolformer.config import RetrieverTraining
+from toolformer.errors import UserValueError
 from toolformer.retrieval import rank_tools
 from toolformer.retrieval.bm25 import BM25
 from toolformer.retrieval.data import (Pair, Query, QueryStats, ToolSet, kept_call_queries, query_pairs, read_pairs,
@@ -448,6 +449,37 @@ def test_cli_rejects_bad_queries_with_file_and_line(tmp_path, capsys):
     assert main(["retriever", "eval", "--queries", str(tmp_path / "none.jsonl"), "--tools", str(tools),
                  "--retriever", "bm25"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: {tmp_path / 'none.jsonl'}: no such file"]
+
+
+def test_a_folder_that_holds_no_model_is_a_one_line_error_naming_it(tmp_path, capsys):
+    from toolformer.cli import main
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["retriever", "search", "x", "--retriever", str(empty)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: tool retriever {str(empty)!r}: expected 'bm25', a folder `toolformer retriever train` wrote, or an "
+        f"embedder (model folder {str(empty)!r} holds no model: it has no config.json)"]
+
+
+def test_gold_tools_match_in_any_case_and_unknown_ones_are_listed_with_the_valid_names(tmp_path):
+    path = write_lines(tmp_path / "q.jsonl", [json.dumps({"query": "add two numbers", "tool": "calculator"}),
+                                              json.dumps({"query": "x", "tool": ["qa", "CALENDAR"]})])
+    queries = read_queries(path, registry_tools())
+    assert [q.relevant for q in queries] == [frozenset({"Calculator"}), frozenset({"QA", "Calendar"})]
+    write_lines(path, [json.dumps({"query": "x", "tool": "Translator"})])
+    with pytest.raises(UserValueError, match=r"q\.jsonl: no query has its gold tool in the tool set \(Calculator, "
+                                             r"Calendar, WikiSearch, QA\); e\.g\. .*q\.jsonl:1: Translator"):
+        read_queries(path, registry_tools())
+
+
+def test_a_queries_file_without_queries_says_so(tmp_path, capsys):
+    from toolformer.cli import main
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["retriever", "train", "--queries", str(empty), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {empty}: no queries"]
+    assert main(["retriever", "eval", "--queries", str(empty), "--retriever", "bm25"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {empty}: no queries"]
 
 
 # ---------------------------------------------------------------------------- the real model

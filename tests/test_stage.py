@@ -123,6 +123,21 @@ def test_missing_or_unfinished_input_names_the_command_to_run(tmp_path):
         curate(RunSettings(run="s", runs_dir=str(tmp_path), no_progress=True), "calculator", stages=("execute",))
 
 
+def test_a_corpus_without_documents_is_refused_and_the_fixed_one_then_reads(tmp_path, capsys):
+    from toolformer.cli import main
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("")
+    curate_it = ["curate", "--run", "r", "--runs-dir", str(tmp_path / "runs"), "--corpus", str(corpus),
+                 "--tools", "calculator", "--no-progress"]
+    assert main(curate_it) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: no documents in {corpus}"]
+    corpus.write_text("not json\n")
+    with pytest.raises(UserError, match=rf"^no documents in {corpus} \(1 bad records skipped\)$"):
+        Run("r", tmp_path / "runs").ingest(corpus, None, skip_bad=True)
+    # the failed reads recorded nothing: the corrected corpus is not refused as other settings
+    corpus.write_text(dumps({"id": "d0", "text": "2 + 3 is 5."}) + "\n")
+    assert Run("r", tmp_path / "runs").ingest(corpus, None, skip_bad=False)["documents"] == 1
+
 def test_a_second_process_on_the_same_stage_is_refused(tmp_path):
     run = Run("r", tmp_path)
     write_candidates(run, ["d0"])

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolformer.config import DemoSettings
-from toolformer.errors import UserError
+from toolformer.errors import UserError, UserFileNotFound
 from toolformer.lm.loading import cpu_computes_bf16, release_models
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
@@ -50,6 +50,10 @@ def demo_data(data_dir: str | None) -> DemoData:
     """ASDiv -> SVAMP from a data folder that has them, else the shipped GSM8K slices; Dateset
     always (it is generated); NQ where the folder has it."""
     root = Path(data_dir) if data_dir else None
+    if root and not root.is_dir():  # a typo would otherwise train and test on the GSM8K slices unnoticed
+        raise UserFileNotFound(f"data folder {root} (--data-dir or $TOOLFORMER_DATA) is not a folder: give the folder "
+                               f"holding math/asdiv.jsonl and math/svamp.jsonl, or leave it out for the shipped "
+                               f"GSM8K slices")
     if root and (root / "math" / "asdiv.jsonl").exists() and (root / "math" / "svamp.jsonl").exists():
         corpus, fmt, math = root / "math" / "asdiv.jsonl", "asdiv", ["--benchmark", "svamp", "--data-dir", str(root)]
     else:

@@ -17,8 +17,10 @@ def cmd_build(args) -> dict:
                         if k.endswith("_dropped") and n)
     if figures["skipped_bad"]:
         dropped += (", " if dropped else "") + f"{figures['skipped_bad']} bad records skipped"
+    unscored = ", ".join(figures["unscored_tools"])
     print(f"{kind}: {figures['train']} train + {figures['validation']} validation documents in {figures['out']}"
-          f"{f'; calls: {calls}' if calls else ''}{f'; left out: {dropped}' if dropped else ''}")
+          f"{f'; calls: {calls}' if calls else ''}{f'; left out: {dropped}' if dropped else ''}"
+          f"{f'; no scored calls from {unscored} (run `toolformer filter` on them first)' if unscored else ''}")
     return figures
 
 

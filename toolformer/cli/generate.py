@@ -6,8 +6,9 @@ from toolformer.config import GenerateSettings
 
 
 def cmd_generate(args) -> dict:
+    from toolformer.cli.tool_cmd import date_meta
     from toolformer.inference.decoder import generate
-    meta = {"date": args.date} if args.date else {}
+    meta = date_meta(args.date)
     gens = generate(args.text, from_args(GenerateSettings, args), metas=[meta] * len(args.text))
     for g in gens:
         print(g.prompt + g.output)

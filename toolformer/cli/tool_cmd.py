@@ -25,14 +25,20 @@ def parse_options(pairs: list[str] | None) -> dict:
     return options
 
 
+def date_meta(date: str | None) -> dict:
+    """--date as a document's meta ({} without one)."""
+    meta = {"date": date} if date else {}
+    # a date that Calendar cannot read is the user's mistake, not the call's outcome
+    if date and document_date(meta) is None:
+        raise UserValueError(f"--date must be an ISO 8601 date such as 2013-04-19, got {date!r}")
+    return meta
+
+
 def run_tool(args) -> dict:
     s = from_args(ToolSettings, args)
     tool = get_tool(s.name)
     executor = tool.executor(**parse_options(s.option))
-    meta = {"date": s.date} if s.date else {}
-    # a date that Calendar cannot read is the user's mistake, not the call's outcome
-    if s.date and document_date(meta) is None:
-        raise UserValueError(f"--date must be an ISO 8601 date such as 2013-04-19, got {s.date!r}")
+    meta = date_meta(s.date)
     out = run_call(tool, executor, s.input, meta, timeout_s=s.timeout)
     if out.error is None:
         print(out.result)

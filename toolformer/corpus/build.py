@@ -212,9 +212,11 @@ def write_corpus(out_dir: Path, splits: dict[str, list[dict]], figures: dict) ->
     tmp, old = (out_dir.with_name(out_dir.name + suffix) for suffix in (".tmp", ".old"))
     for leftover in (tmp, old):
         shutil.rmtree(leftover, ignore_errors=True)
-    # columns, not rows: an empty split must still have them
+    # columns, not rows: an empty split must still have them; and one (empty) shard, since a split
+    # saved with none does not load (`datasets` 5 fails with an IndexError)
     DatasetDict({name: Dataset.from_dict({c: [r[c] for r in split] for c in features}, features=features)
-                 for name, split in splits.items()}).save_to_disk(str(tmp))
+                 for name, split in splits.items()}).save_to_disk(
+        str(tmp), num_shards={name: 1 for name, split in splits.items() if not split})
     for name, split in splits.items():
         write_jsonl_atomic(tmp / f"{name}.jsonl", split)
     (tmp / "build.json").write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
@@ -222,6 +224,20 @@ def write_corpus(out_dir: Path, splits: dict[str, list[dict]], figures: dict) ->
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def unscored_tools(run_dir: Path) -> list[str]:
+    """The run's tools (its manifest's stages) that have no scored.jsonl. With none at all, the
+    filter never ran: an error, not an empty corpus that finetuning would fail on later."""
+    tools = sorted({stage.tool for stage in Run(run_dir.name, run_dir.parent).stages() if stage.tool})
+    missing = [tool for tool in tools if not (run_dir / tool / layout.SCORED).exists()]
+    if not any(run_dir.glob(f"*/{layout.SCORED}")):
+        tool = missing[0] if len(missing) == 1 else "TOOL"
+        what = (f"{run_dir / tool / layout.SCORED} does not exist" if len(missing) == 1 else
+                f"{run_dir} has no {layout.SCORED} for {', '.join(missing) or 'any tool'}")
+        raise UserFileNotFound(f"{what}: run `toolformer filter --run {run_dir.name} --tool {tool}` "
+                               f"(or `toolformer curate`) first")
+    return missing
 
 
 def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, *,
@@ -242,6 +258,7 @@ def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, 
     if not 0 <= s.keep_uncalled_rate <= 1 or not 0 <= s.heldout < 1:
         raise UserValueError("--keep-uncalled-rate must be in [0, 1] and --heldout in [0, 1)")
 
+    unscored = unscored_tools(run_dir)
     stats = ReadStats()
     docs = list(read_documents(run_dir / layout.DOCUMENTS))
     counts: Counter = Counter(documents=len(docs), documents_with_calls=0, documents_without_calls=0,
@@ -256,7 +273,7 @@ def build_augmented(run_dir: str | Path, settings: BuildSettings | None = None, 
     figures = {"run": str(run_dir), "out": str(out_dir), "syntax": syntax_name,
                "train": len(splits["train"]), "validation": len(splits["validation"]),
                **dict(sorted(counts.items())), "skipped_bad": stats.skipped_bad,
-               "skipped_examples": stats.examples,
+               "skipped_examples": stats.examples, "unscored_tools": unscored,
                "settings": {"max_per_tool": s.max_per_tool, "keep_uncalled_rate": s.keep_uncalled_rate,
                             "heldout": s.heldout, "seed": s.seed, "no_calls": s.no_calls,
                             "min_usefulness": None if s.min_usefulness is None else str(s.min_usefulness)}}

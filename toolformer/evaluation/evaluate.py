@@ -46,7 +46,7 @@ from toolformer.tools import all_tools, get_tool, wikisearch
 from toolformer.inference.decoder import ToolDecoder
 from toolformer.inference.toolbox import ToolBox, offer_tools
 from toolformer.lm.backend import get_backend
-from toolformer.lm.loading import adapter_info
+from toolformer.lm.loading import adapter_folder, adapter_info, resolve
 
 CHUNK_BATCHES = 4  # batches per committed chunk: what a kill can cost
 
@@ -193,9 +193,12 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
                                    seed=s.seed)
     if not examples:
         raise UserValueError(f"benchmark {bench.name}: no examples to evaluate ({info})")
-    recorded = adapter_info(s.adapter)
+    # a missing adapter or model, or an unknown syntax, is said so before --out's settings are compared
+    recorded = adapter_info(adapter_folder(s.adapter)) if s.adapter else {}
     model_ref = s.model or recorded.get("base_model") or DEFAULT_LM
+    resolve(model_ref)
     syntax_name = s.syntax or recorded.get("syntax") or "toolformer"
+    syntax = get_syntax(syntax_name)
     allowed = _allowed_tools(bench, s.allow_tools)
     max_new_tokens = s.max_new_tokens or bench.max_new_tokens
     out_dir = Path(s.out or Path("runs") / EVAL / _slug(str(s.adapter or model_ref)))
@@ -238,11 +241,11 @@ def evaluate(settings: EvalSettings | None = None, **fields) -> dict:
             if lm is None:
                 lm = get_backend(model_ref, backend=s.backend, adapter=s.adapter)
                 writer = ResumableWriter(path)  # reopened: its clock times decoding, not loading
-            if not claimed:
+            toolbox = box if mode == "on" else None
+            decoder = ToolDecoder(lm, syntax, toolbox, s.top_k, s.max_calls, s.max_call_tokens)
+            if not claimed:  # once everything loaded: settings that fail do not claim --out
                 settings_path.write_text(json.dumps(fixed, indent=2, ensure_ascii=False) + "\n")
                 claimed = True
-            toolbox = box if mode == "on" else None
-            decoder = ToolDecoder(lm, get_syntax(syntax_name), toolbox, s.top_k, s.max_calls, s.max_call_tokens)
             offered = [offers[e.id] for e in todo] if offers is not None and toolbox is not None else None
             for record in _decode_committed(writer, decoder, todo, offered, max_new_tokens, s.batch_size,
                                             f"tools {mode}" if s.progress else None, reached):

@@ -46,8 +46,10 @@ def resolve(ref: str) -> ModelRef:
         return ModelRef(ref, str(p.parent.resolve()), p.name)
     if p.is_dir():
         return ModelRef(ref, str(p.resolve()))
-    if p.exists() or ref.startswith((".", "/", "~")):
+    if p.exists():
         raise ModelNotFound(f"model path {ref!r} is not a folder or a .gguf file")
+    if ref.startswith((".", "/", "~")):
+        raise ModelNotFound(f"model not found: {ref!r} does not exist")
     return ModelRef(ref, ref)  # a hub id
 
 
@@ -233,6 +235,17 @@ def adapter_info(folder: str | Path | None) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def adapter_folder(adapter: str | Path) -> Path:
+    """`adapter` as a Path, once it is known to be a LoRA adapter folder."""
+    adapter = Path(adapter)
+    if not adapter.exists():
+        raise UserFileNotFound(f"adapter not found: {adapter}")
+    if not (adapter / "adapter_config.json").exists():
+        raise UserFileNotFound(f"{adapter} is not a LoRA adapter folder (no adapter_config.json); "
+                               f"pass a merged or fully finetuned model with --model instead")
+    return adapter
+
+
 def load_model(model: str | None, adapter: str | Path | None = None, device: str | None = None):
     """(model, tokenizer) for inference: a base model, or a base model with a LoRA adapter merged in.
 
@@ -240,10 +253,7 @@ def load_model(model: str | None, adapter: str | Path | None = None, device: str
     """
     if adapter is None:
         return load_causal_lm(model or DEFAULT_LM, device)
-    adapter = Path(adapter)
-    if not (adapter / "adapter_config.json").exists():
-        raise UserFileNotFound(f"{adapter} is not a LoRA adapter folder (no adapter_config.json); "
-                               f"pass a merged or fully finetuned model with --model instead")
+    adapter = adapter_folder(adapter)
     from peft import PeftModel
     base = model or adapter_info(adapter).get("base_model") or DEFAULT_LM
     device = device or default_device()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -139,9 +139,11 @@ class QueryStats(ReadStats):
 def read_queries(path: str | Path, tools: ToolSet, skip_bad: bool = False,
                  stats: QueryStats | None = None) -> list[Query]:
     """Queries from JSONL: {"query", "tool": name or [names]}, or APIBench {"code", "api_call"}.
-    A query whose gold tool is not in `tools` is left out and counted in stats.gold_not_in_tools."""
+    A gold name matches a tool's in any case. A query whose gold tool is not in `tools` is left out
+    and counted in stats.gold_not_in_tools; a file that leaves no query is an error."""
     stats = stats if stats is not None else QueryStats()
     known, queries = set(tools.names), []
+    by_lower = {n.lower(): n for n in tools.names}  # "calculator" is Calculator, as in `toolformer tool`
     for number, rec in read_jsonl(path, skip_bad=skip_bad, stats=stats):
         try:
             query = _query(path, number, rec)
@@ -150,6 +152,8 @@ def read_queries(path: str | Path, tools: ToolSet, skip_bad: bool = False,
                 raise
             stats.skip(err)
             continue
+        query = replace(query, relevant=frozenset(g if g in known else by_lower.get(g.lower(), g)
+                                                  for g in query.relevant))
         unknown = sorted(query.relevant - known)
         if unknown:
             stats.gold_not_in_tools += 1
@@ -157,6 +161,13 @@ def read_queries(path: str | Path, tools: ToolSet, skip_bad: bool = False,
                 stats.gold_not_in_tools_examples.append(f"{path}:{number}: {unknown[0][:80]}")
             continue
         queries.append(query)
+    if not queries:  # as read_pairs and read_tool_set: a file that gives nothing is an error naming it
+        if stats.gold_not_in_tools:
+            names = ", ".join(tools.names[:10]) + (", …" if len(tools) > 10 else "")
+            raise UserValueError(f"{path}: no query has its gold tool in the tool set ({names}); "
+                                 f"e.g. {stats.gold_not_in_tools_examples[0]}")
+        raise UserValueError(f"{path}: no queries" + (f" ({stats.skipped_bad} bad lines skipped)"
+                                                      if stats.skipped_bad else ""))
     return queries
 
 

@@ -122,9 +122,12 @@ class LLMEncoder(Encoder):
     @classmethod
     def load(cls, ref: str, **kwargs) -> LLMEncoder:
         from transformers import AutoModel
-        from toolformer.lm.loading import default_device, default_dtype, load_tokenizer, local_folder
-        tokenizer = load_tokenizer(ref)  # first: it says clearly when `ref` cannot be found
-        folder = local_folder(ref)
+        from toolformer.lm.loading import ModelNotFound, default_device, default_dtype, load_tokenizer, local_folder
+        folder = local_folder(ref)  # first: it says clearly when a path `ref` is not there
+        if Path(folder).is_dir() and not (Path(folder) / "config.json").is_file():
+            # transformers would fail on the tokenizer with an error that names neither
+            raise ModelNotFound(f"model folder {ref!r} holds no model: it has no config.json")
+        tokenizer = load_tokenizer(ref)  # a hub id that cannot be reached fails here, before the weights
         device = default_device()
         model = AutoModel.from_pretrained(folder, dtype=default_dtype(device)).to(device).eval()
         encoder = cls(model, tokenizer, **kwargs)

@@ -140,8 +140,8 @@ def training_data(s: RetrieverTrainSettings, stats: QueryStats, log=print) -> tu
         tools, _ = load_tool_set(s.tools)
         pairs, pool = query_pairs(load_queries(s, tools, False, stats), tools), list(tools.texts)
     if not pairs:
-        raise UserValueError("no training pairs (is --holdout 1, did the run keep no calls, or did the "
-                             "round trip remove every synthetic query?)")
+        raise UserValueError("no training pairs (did the run keep no calls, or did the round trip remove every "
+                             "synthetic query?)")
     return pairs, pool, synthesis
 
 

@@ -232,20 +232,25 @@ class Run:
         corpus = Path(corpus)
         fingerprint = file_fingerprint(corpus) if corpus.is_file() else str(corpus.resolve())
         # the corpus is known by its content: the same file under another path resumes fine
-        self._check_and_record(("config",), {"corpus_fingerprint": fingerprint, "limit": limit,
-                                             **({"source": source} if source else {})}, str(self.documents_path))
+        config = {"corpus_fingerprint": fingerprint, "limit": limit, **({"source": source} if source else {})}
         recorded = self.stage(INGEST)
         if self.documents_path.exists() and recorded is not None:
+            self._check_and_record(("config",), config, str(self.documents_path))
             return recorded.counts
         if read is not None:
+            with writing(self.path):  # `read` may write beside the documents (annotations.jsonl)
+                self.path.mkdir(parents=True, exist_ok=True)
             docs, counts = read(corpus, limit, skip_bad)
-            write_jsonl_atomic(self.documents_path, (d.to_json() for d in docs))
-            self.record_stage(INGEST, counts=counts, corpus=str(corpus))
-            return counts
-        stats = ReadStats()
-        docs = list(read_documents(corpus, skip_bad=skip_bad, stats=stats, limit=limit))
+        else:
+            stats = ReadStats()
+            docs = list(read_documents(corpus, skip_bad=skip_bad, stats=stats, limit=limit))
+            counts = {"documents": len(docs), **{k: v for k, v in stats.as_dict().items() if k != "read"}}
+        if not docs:  # nothing to curate: said plainly, not shown as a table of zeros
+            skipped = counts.get("skipped_bad")
+            raise UserValueError(f"no documents in {corpus}" + (f" ({skipped} bad records skipped)" if skipped else ""))
+        # recorded once the corpus has read well: a corpus that failed, then was fixed, is not refused
+        self._check_and_record(("config",), config, str(self.documents_path))
         write_jsonl_atomic(self.documents_path, (d.to_json() for d in docs))
-        counts = {"documents": len(docs), **{k: v for k, v in stats.as_dict().items() if k != "read"}}
         self.record_stage(INGEST, counts=counts, corpus=str(corpus))
         return counts
 

@@ -173,11 +173,21 @@ def parquet_rows(path: Path, columns: list[str] | None = None) -> Iterator[tuple
             yield number, row
 
 
+CORPUS_FORMATS = "use .jsonl, .jsonl.gz, .parquet, .txt or a saved `datasets` folder"
+
+
 def _raw_documents(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
     name = path.name
     if path.is_dir():  # a `datasets` dataset saved with save_to_disk
-        from datasets import load_from_disk
-        for number, row in enumerate(load_from_disk(str(path)), 1):
+        from datasets import DatasetDict, load_from_disk
+        try:
+            dataset = load_from_disk(str(path))
+        except FileNotFoundError:  # a folder that save_to_disk did not write
+            raise UserValueError(f"{path}: not a saved `datasets` folder ({CORPUS_FORMATS})") from None
+        if isinstance(dataset, DatasetDict):  # iterating it would yield its split names
+            raise UserValueError(f"{path} holds the splits {', '.join(dataset)}: pass one split's folder, "
+                                 f"e.g. {path / next(iter(dataset))}")
+        for number, row in enumerate(dataset, 1):
             yield number, row
     elif name.endswith(".parquet"):
         yield from parquet_rows(path)
@@ -212,8 +222,7 @@ def _raw_documents(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
             except json.JSONDecodeError as e:
                 yield number, BadRecord(path, number, f"bad JSON: {e.msg} (column {e.colno})")
     else:
-        raise UserValueError(f"{path}: unsupported corpus format (use .jsonl, .jsonl.gz, .parquet, .txt "
-                         f"or a saved `datasets` folder)")
+        raise UserValueError(f"{path}: unsupported corpus format ({CORPUS_FORMATS})")
 
 
 def read_documents(path: str | Path, skip_bad: bool = False, stats: ReadStats | None = None,

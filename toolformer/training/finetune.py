@@ -215,9 +215,11 @@ def _load_corpus(folders: list[Path], tokenizer, s: FinetuneSettings, counts: di
             raise UserFileNotFound(f"{data} is not an augmented corpus: run `toolformer build` on the run first")
         built = json.loads((data / "build.json").read_text()) if (data / "build.json").exists() else {}
         syntaxes[str(data)] = built.get("syntax", "toolformer")
+        # build.json's count, before loading: a split that an earlier build saved empty does not load
+        if built.get("train") == 0:
+            raise UserValueError(f"{data} holds no train documents: no document of its run has a kept call "
+                                 f"(see `toolformer report`)")
         splits = load_from_disk(str(data))
-        if len(splits["train"]) == 0:
-            raise UserValueError(f"{data}: the train split is empty (no document has a kept call?)")
         train_texts += splits["train"]["text"]
         val_texts += splits["validation"]["text"] if "validation" in splits else []
     if len(set(syntaxes.values())) > 1:
