@@ -11,11 +11,18 @@ Each (hub, variant) trains with `toolformer retriever train --tools API --synthe
 OUT/HUB-VARIANT (resumable: a folder holding retriever.json is reused, a half-written synthetic
 file resumes); N = --per-doc × the hub's documents. A variant is NAME:FLAGS, its flags appended to
 the recipe's (--recipe). Queries whose gold API is not in the hub's API file are counted and left out.
-Measured (2026-12-04, shared 2-core CPU at load ~10, templates writer, MiniLM, τ = 0.02), R@1 [95% CI]:
-TorchHub (186 queries, 94 APIs, 6 queries/doc, 2 epochs, 29 min): BM25 0.124 [0.081, 0.177], zero-shot
-0.091, trained 0.124 [0.081, 0.172] (NDCG@10 0.260 vs BM25 0.231), hybrid trained 0.145 (McNemar p 0.34);
-HuggingFace (834 queries, 895 APIs, 1 query/doc, 1 epoch, max 64 tokens, 27 min): BM25 0.114, zero-shot
-0.144, hybrid zero-shot 0.150 (p 0.001), trained 0.121: training on template queries does not pay there.
+Measured (2026-12-07, 2-core CPU, templates writer with persona templates, a query written for
+several documents of one api_name kept with all of them relevant; τ = 0.02), TorchHub (186 queries,
+94 APIs, 6 queries/doc, 2 epochs), R@1 [95% CI] and R@1 by api_name:
+    python bench/retriever_table.py --hubs torchhub --extra-data GORILLA --out OUT \\
+        --variant "MiniLM no instruction:--instruction=" --variant "MiniLM no round trip:--round-trip=0" \\
+        --variant "SmolLM2 LoRA trained:--encoder smollm2-135m-instruct --lora 16 --lora-layers 8 --max-length 96 \\
+                   --batch-size 16 --hard-negatives 1 --lr 1e-3"
+BM25 0.124 [0.081, 0.177] / 0.188; MiniLM zero-shot 0.091 / 0.129; MiniLM trained 0.129 / 0.172 (183 s);
+no instruction 0.140 / 0.172; no round trip 0.172 / 0.220 (p 0.093 vs BM25); hybrids 0.140-0.145;
+SmolLM2 LoRA 0.032 / 0.032 (341 s: 42 steps do not train it). The round trip removed only 6 of 564
+queries, so 0.129 vs 0.172 is the spread of a retraining, not the filter's effect. Nothing beats
+BM25 at p < 0.05: template queries do not teach what the hub's GPT-written requests ask.
 Data: ../shared/data/tool_retrieval (Apache-2.0, ShishirPatil/gorilla); the TorchHub queries
 (gorilla_torchhub_eval.json, APIBench data/apibench/torchhub_eval.json) are looked for there
 and in --extra-data.
