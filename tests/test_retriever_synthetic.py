@@ -77,9 +77,10 @@ def test_synthetic_pairs_drop_empty_ambiguous_and_failed_round_trips(api_file):
     pairs, figures = synthetic_pairs(records, tools, round_trip_k=3, hard_negatives=1)
     assert [p.query for p in pairs] == ["classify my photos", "Image models?", "find cars"]
     resnet, wide, yolo = (tools.text_of(f"hub.load('{n}')") for n in ("resnet", "resnet-wide", "yolo"))
-    assert pairs[0].positive == resnet and pairs[0].negatives == (wide,) and pairs[0].relevant == {resnet}
-    # written for both ResNet documents (one api_name): both relevant, the twin never a negative,
-    # and the round trip passes on the twin's rank (2), not its own (4)
+    # every document of the query's api_name (ResNet) is relevant, so the twin is never a negative
+    assert pairs[0].positive == resnet and pairs[0].negatives == (yolo,) and pairs[0].relevant == {resnet, wide}
+    assert pairs[2].relevant == {yolo}
+    # written for both ResNet documents: one pair, and the round trip passes on the twin's rank (2), not its own (4)
     assert pairs[1].positive == resnet and pairs[1].relevant == {resnet, wide} and pairs[1].negatives == (yolo,)
     assert figures["empty_generations"] == 1 and figures["ambiguous"] == 2 and figures["repeats"] == 2
     assert figures["shared_by_one_api_name"] == 1 and figures["removed_by_round_trip"] == 1

@@ -241,12 +241,17 @@ def round_trip(bm25: BM25, tools: ToolSet, queries: list[str], gold: list[str]) 
 def synthetic_pairs(records: list[dict], tools: ToolSet, round_trip_k: int, hard_negatives: int) -> tuple[list[Pair], dict]:
     """Training pairs from synthetic records: empty generations dropped, a repeat of a query kept
     once, and with round_trip_k > 0 only the queries one of whose documents BM25 ranks in the top k.
-    A query written for several documents is kept when they share one api_name (Gorilla lists vgg11
-    and vgg13 under "vgg-nets" with one description): all of them are its relevant documents, never
-    its negatives. Written for several api_names, it cannot say which one it wants ("Which API can
-    I use for Image Classification?"): dropped. Returns (pairs, what was dropped, per writer)."""
+    Every document of a query's api_name is relevant to it, never its negative: Gorilla lists vgg11
+    and vgg13 under "vgg-nets" with one description, a hit by api_name takes either, and training
+    must not push apart what no query can tell apart. So a query written for several documents of
+    one api_name is one pair; written for several api_names, it cannot say which one it wants
+    ("Which API can I use for Image Classification?"): dropped. Returns (pairs, what was dropped,
+    per writer)."""
     label = {name: (f.get("api_name") if f else None) or name
              for name, f in zip(tools.names, tools.fields or [None] * len(tools))}
+    documents_named: dict[str, list[str]] = {}
+    for name in tools.names:
+        documents_named.setdefault(label[name], []).append(name)
     documents_of: dict[str, set[str]] = {}
     best_rank: dict[str, int] = {}  # of any document the query was written for
     for r in (r for r in records if not r["empty"]):
@@ -270,7 +275,7 @@ def synthetic_pairs(records: list[dict], tools: ToolSet, round_trip_k: int, hard
     kept = [r for r in usable if round_trip_k <= 0 or best_rank[r["query"].lower()] <= round_trip_k]
     pairs = []
     for r in kept:
-        relevant = sorted(documents_of[r["query"].lower()])
+        relevant = documents_named[label[r["tool"]]]
         pairs.append(Pair(r["query"], tools.text_of(r["tool"]),
                           tuple(tools.text_of(t) for t in r["negatives"] if t not in relevant)[:hard_negatives],
                           frozenset(tools.text_of(t) for t in relevant)))
