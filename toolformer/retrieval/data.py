@@ -40,6 +40,12 @@ class ToolSet:
     def text_of(self, name: str) -> str:
         return self.texts[self._position[name]]
 
+    @cached_property
+    def api_names(self) -> dict[str, str]:
+        """name -> Gorilla's api_name (the name itself where the record has none)."""
+        return {name: (f.get("api_name") if f else None) or name
+                for name, f in zip(self.names, self.fields or [None] * len(self.names))}
+
 
 @dataclass(frozen=True)
 class Query:

@@ -115,9 +115,7 @@ def evaluate(retriever: Retriever, tools: ToolSet, queries: list[Query], depth: 
 
 def api_name_labels(tools: ToolSet) -> dict[str, str] | None:
     """name -> api_name when the tool set has api_names that differ from its names, else None."""
-    if not tools.fields:
-        return None
-    labels = {name: f.get("api_name", name) for name, f in zip(tools.names, tools.fields)}
+    labels = tools.api_names
     return labels if any(k != v for k, v in labels.items()) else None
 
 

@@ -247,8 +247,7 @@ def synthetic_pairs(records: list[dict], tools: ToolSet, round_trip_k: int, hard
     one api_name is one pair; written for several api_names, it cannot say which one it wants
     ("Which API can I use for Image Classification?"): dropped. Returns (pairs, what was dropped,
     per writer)."""
-    label = {name: (f.get("api_name") if f else None) or name
-             for name, f in zip(tools.names, tools.fields or [None] * len(tools))}
+    label = tools.api_names
     documents_named: dict[str, list[str]] = {}
     for name in tools.names:
         documents_named.setdefault(label[name], []).append(name)
