@@ -17,6 +17,14 @@ def test_threads_sets_torchs_thread_count():
     assert out.stdout.split() == ["4", "1"], out.stderr
 
 
+def test_only_commands_that_run_torch_take_threads(capsys):
+    for path, takes in ((["compare"], False), (["show"], False), (["report"], False), (["tool"], True),
+                        (["eval"], True), (["retriever", "train"], True)):
+        with pytest.raises(SystemExit):
+            main([*path, "--help"])
+        assert ("--threads" in capsys.readouterr().out) == takes, path
+
+
 def test_threads_must_be_positive(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["tool", "calculator", "2 + 2", "--threads", "0"])

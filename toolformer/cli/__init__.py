@@ -27,15 +27,16 @@ COMMAND_MODULES = (
 )
 
 
-def command(subparsers, name: str, func, help: str, results: bool = True) -> argparse.ArgumentParser:
-    """Add a subcommand; commands that produce results also get --json."""
+def command(subparsers, name: str, func, help: str, results: bool = True, torch: bool = True) -> argparse.ArgumentParser:
+    """Add a subcommand; commands that produce results also get --json, those that run torch --threads."""
     parser = subparsers.add_parser(name, help=help, description=help)
     if results:
         parser.add_argument("--json", action="store_true",
                             help="end by printing the figures as one JSON object on the last line")
-    parser.add_argument("--threads", type=bounded(int, low=1), metavar="N",
-                        help="CPU threads for torch (default: one per core). Give each run 1 when several "
-                             "share a machine: torch's threads slow down sharply when cores are oversubscribed")
+    if torch:
+        parser.add_argument("--threads", type=bounded(int, low=1), metavar="N",
+                            help="CPU threads for torch (default: one per core). Give each run 1 when several "
+                                 "share a machine: torch's threads slow down sharply when cores are oversubscribed")
     parser.set_defaults(func=func)
     return parser
 

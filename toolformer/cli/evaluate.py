@@ -51,5 +51,5 @@ def add_commands(sub, command) -> None:
                 "question and answers (a list).")
     add_flags(p, EvalSettings)
     p = command(sub, "compare", cmd_compare, "paired comparison of two `eval` record files on the same examples "
-                                             "(difference with 95% CI, exact McNemar p)")
+                                             "(difference with 95% CI, exact McNemar p)", torch=False)
     add_flags(p, CompareSettings)

@@ -42,9 +42,9 @@ def cmd_show(args) -> dict:
 def add_commands(sub, command) -> None:
     p = command(sub, "report", cmd_report,
                 "write runs/RUN/report.html (self-contained) and report.md: funnels, usefulness, examples; "
-                "on an iterate folder, its rounds side by side (and each round's own report)")
+                "on an iterate folder, its rounds side by side (and each round's own report)", torch=False)
     add_flags(p, ReportSettings)
-    p = command(sub, "show", cmd_show, "print a run's calls of one tool as a table in the terminal")
+    p = command(sub, "show", cmd_show, "print a run's calls of one tool as a table in the terminal", torch=False)
     add_flags(p, ShowSettings, skip=STATUS_FLAGS)
     others = tuple(f.name for f in dataclasses.fields(ShowSettings) if f.name not in STATUS_FLAGS)
     add_flags(p.add_mutually_exclusive_group(), ShowSettings, skip=others)
