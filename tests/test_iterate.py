@@ -97,10 +97,15 @@ def test_iterate_refuses_what_it_sets_itself(tmp_path):
     from toolformer.config import IterateSettings, RunSettings, SampleSettings
     from toolformer.training.iterate import iterate
     seed = IterateSettings(seed_corpus="s.jsonl", seed_format="gsm8k")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("")
     with pytest.raises(UserValueError, match="adapter"):
-        iterate(RunSettings(run="x", runs_dir=str(tmp_path), corpus="c.jsonl"), seed, SampleSettings(adapter="a"))
-    with pytest.raises(UserValueError, match="--corpus"):
+        iterate(RunSettings(run="x", runs_dir=str(tmp_path), corpus=str(corpus)), seed, SampleSettings(adapter="a"))
+    with pytest.raises(UserValueError, match="--corpus is needed: the unlabelled documents that rounds 1 to 1"):
         iterate(RunSettings(run="x", runs_dir=str(tmp_path)), seed)
+    # a corpus that is not there is found before the seed round, not after it
+    with pytest.raises(FileNotFoundError, match="--corpus .*nothing.jsonl does not exist"):
+        iterate(RunSettings(run="x", runs_dir=str(tmp_path), corpus=str(tmp_path / "nothing.jsonl")), seed)
     assert not (tmp_path / "x").exists()  # refused before anything is written
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from toolformer.config import (ExecuteSettings, FilterSettings, FinetuneSettings, IterateSettings, RunSettings,
                                SampleSettings)
-from toolformer.errors import UserValueError
+from toolformer.errors import UserFileNotFound, UserValueError
 from toolformer.run.lock import exclusive
 from toolformer.run import layout
 from toolformer.run.manifest import Run
@@ -81,7 +81,10 @@ class Iteration:
         if settings.rounds < 0:
             raise UserValueError(f"--rounds must be at least 0, not {settings.rounds}")
         if settings.rounds and run.corpus is None:
-            raise UserValueError("--corpus: the unlabelled documents rounds 1 and later sample calls in")
+            raise UserValueError(f"--corpus is needed: the unlabelled documents that rounds 1 to {settings.rounds} "
+                                 f"sample calls in (or --rounds 0 for the seed round alone)")
+        if settings.rounds and not Path(run.corpus).exists():  # found now, not after the seed round's hours
+            raise UserFileNotFound(f"--corpus {run.corpus} does not exist")
         self.run, self.settings, self.sample, self.filter = run, settings, sample, filter
         # one base model for every round; the round's own folders for data and output
         self.finetune = replace(finetune, model=run.model, data=None, out_dir=None, resume=True,
