@@ -232,6 +232,7 @@ def test_a_run_whose_filter_never_ran_is_refused_and_tools_without_scored_calls_
     from datasets import load_from_disk
     assert len(load_from_disk(str(run / "augmented"))["validation"]) == 0
 
+
 def test_the_unfiltered_ablation_takes_every_executed_call(run):
     """--min-usefulness=-inf: the call the filter dropped (usefulness 5.0, not kept) is written too,
     in its own folder; a call that failed to execute (no usefulness) never is."""

@@ -43,6 +43,7 @@ def test_a_data_folder_that_is_not_there_is_an_error_not_the_gsm8k_fallback(tmp_
                               f"give the folder holding math/asdiv.jsonl and math/svamp.jsonl, or leave it out for "
                               f"the shipped GSM8K slices")
 
+
 def test_the_shipped_slices_are_annotated_gsm8k_and_share_no_problem():
     stats = AnnotationStats()
     train = list(read_annotated(PACKAGE_DATA / "gsm8k_train_slice.jsonl", "gsm8k", skip_bad=True, stats=stats))

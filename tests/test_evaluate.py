@@ -405,6 +405,7 @@ def test_a_failed_eval_does_not_claim_its_out_folder(tmp_path, tiny_model, svamp
         assert main([*argv, flag, str(tmp_path / "none")]) == 2
         assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
 
+
 def test_a_killed_evaluation_resumes_to_the_same_records(tmp_path, tiny_model, svamp_file):
     run = dict(benchmark="svamp", model=tiny_model, data_file=svamp_file, limit=24, tools="off", batch_size=1,
                max_new_tokens=12, progress=False)

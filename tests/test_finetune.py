@@ -103,6 +103,7 @@ def test_a_corpus_without_train_documents_is_one_clear_error(tmp_path, tiny_dir,
         f"error: {run / 'augmented'} holds no train documents: no document of its run has a kept call "
         f"(see `toolformer report`)"]
 
+
 def test_resume_continues_where_it_stopped(run, tiny_dir, tmp_path):
     from safetensors.torch import load_file
     from transformers import TrainerCallback

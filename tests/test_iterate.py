@@ -122,6 +122,7 @@ def test_a_seed_round_with_no_documents_or_no_kept_call_is_one_clear_error(tmp_p
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: {built} holds no train documents: no document of its run has a kept call (see `toolformer report`)"]
 
+
 def test_a_round_killed_before_its_adapter_was_saved_continues_from_its_checkpoint(iterated):
     path, argv = iterated
     state = json.loads((path / "iterate.json").read_text())

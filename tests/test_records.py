@@ -78,6 +78,7 @@ def test_a_folder_is_read_only_as_one_saved_dataset(tmp_path):
         list(read_documents(tmp_path / "dd"))
     assert [d.text for d in read_documents(tmp_path / "dd" / "train")] == ["a b"]
 
+
 def test_stage_records_are_validated(tmp_path):
     good = {"id": "d/calculator/3/ab", "doc_id": "d", "tool": "calculator", "window": 0, "position": 10,
             "token_index": 3, "p_start": 0.2, "input": "1+2", "call": "[Calculator(1+2)]"}

@@ -138,6 +138,7 @@ def test_a_corpus_without_documents_is_refused_and_the_fixed_one_then_reads(tmp_
     corpus.write_text(dumps({"id": "d0", "text": "2 + 3 is 5."}) + "\n")
     assert Run("r", tmp_path / "runs").ingest(corpus, None, skip_bad=False)["documents"] == 1
 
+
 def test_a_second_process_on_the_same_stage_is_refused(tmp_path):
     run = Run("r", tmp_path)
     write_candidates(run, ["d0"])
